@@ -1,0 +1,254 @@
+"""Dataclass configs and named presets.
+
+`PolicyConfig.preset(name)` gives a working configuration: ``tiny`` (tests), ``small`` (CPU training),
+``gwp0`` (the paper: Wan2.2-TI2V-5B backbone) and ``bench`` (gwp0's token counts, narrower, for CPU timing).
+Every config checks its shape rules when it is built and says which rule broke.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class WanConfig:
+    """Arguments of the Wan2.2 transformer, named exactly as diffusers' `WanTransformer3DModel`."""
+
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    num_attention_heads: int = 24
+    attention_head_dim: int = 128
+    in_channels: int = 48
+    out_channels: int = 48
+    text_dim: int = 4096
+    freq_dim: int = 256
+    ffn_dim: int = 14336
+    num_layers: int = 30
+    cross_attn_norm: bool = True
+    qk_norm: str | None = "rms_norm_across_heads"
+    eps: float = 1e-6
+    rope_max_seq_len: int = 1024
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(self.patch_size))
+        if len(self.patch_size) != 3:
+            raise ValueError(f"patch_size must have 3 entries (t, h, w), got {self.patch_size}")
+        if self.attention_head_dim % 2:
+            raise ValueError(f"attention_head_dim must be even for RoPE, got {self.attention_head_dim}")
+        if self.qk_norm != "rms_norm_across_heads":
+            raise ValueError(f"qk_norm must be 'rms_norm_across_heads' (Wan2.2), got {self.qk_norm!r}")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """How images become latents.
+
+    ``pixel``: space-to-depth of the image itself (no VAE); latent channels = 3 * factor**2, one latent
+    frame per image. ``wan_vae``: the Wan2.2 VAE (48 channels, 16x spatial, 4x temporal), which encodes the
+    current frame plus the future frames as one clip, so 4 future frames become 1 latent frame.
+    """
+
+    kind: Literal["pixel", "wan_vae"] = "pixel"
+    spatial_factor: int = 4
+    temporal_factor: int = 1
+    latent_channels: int = 48
+
+    def __post_init__(self) -> None:
+        if self.kind == "pixel":
+            expected = 3 * self.spatial_factor**2
+            if self.latent_channels != expected or self.temporal_factor != 1:
+                raise ValueError(
+                    f"pixel codec with spatial_factor {self.spatial_factor} has {expected} latent channels and "
+                    f"temporal_factor 1, got {self.latent_channels} channels and temporal_factor "
+                    f"{self.temporal_factor}"
+                )
+        elif self.kind != "wan_vae":
+            raise ValueError(f"codec kind must be 'pixel' or 'wan_vae', got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class EmbodimentSpec:
+    """One robot: its name and the true (unpadded) sizes of its state and action vectors."""
+
+    name: str
+    state_dim: int
+    action_dim: int
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything that fixes the network's shapes and its training/inference defaults."""
+
+    transformer: WanConfig = field(default_factory=WanConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    embodiments: tuple[EmbodimentSpec, ...] = (EmbodimentSpec("default", 4, 4),)
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    projector_hidden_dims: tuple[int, ...] = (128, 256)
+    image_size: tuple[int, int] = (384, 320)  # (height, width) of the composite image
+    text_len: int = 512  # tokens per instruction the text encoder produces (umT5 is padded to 512 in Wan)
+    chunk_size: int = 48  # H: actions predicted per control step
+    num_future_frames: int = 4  # F: sparse future frames supervised by the video loss
+    future_stride: int = 12  # environment steps between consecutive future frames
+    shift: float = 5.0  # flow-time shift s in s*u / (1 + (s-1)*u), for training and sampling
+    num_inference_steps: int = 10
+    action_loss_weight: float = 1.0
+    video_loss_weight: float = 1.0
+    shared_flow_time: bool = False  # True: actions and video share one sigma per sample (GWP-0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        object.__setattr__(self, "projector_hidden_dims", tuple(self.projector_hidden_dims))
+        object.__setattr__(
+            self,
+            "embodiments",
+            tuple(e if isinstance(e, EmbodimentSpec) else EmbodimentSpec(**e) for e in self.embodiments),
+        )
+        self._validate()
+
+    # ---- derived sizes -------------------------------------------------------------------------------
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """(h, w) of one latent frame."""
+        f = self.codec.spatial_factor
+        return self.image_size[0] // f, self.image_size[1] // f
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(h, w) of the visual token grid of one latent frame, after patchify."""
+        _, ph, pw = self.transformer.patch_size
+        h, w = self.latent_size
+        return h // ph, w // pw
+
+    @property
+    def num_future_latent_frames(self) -> int:
+        return self.num_future_frames // self.codec.temporal_factor
+
+    def embodiment_index(self, name: str) -> int:
+        names = [e.name for e in self.embodiments]
+        if name not in names:
+            raise ValueError(f"unknown embodiment {name!r}; this policy knows {names}")
+        return names.index(name)
+
+    def _validate(self) -> None:
+        t = self.transformer
+        if t.in_channels != self.codec.latent_channels or t.out_channels != self.codec.latent_channels:
+            raise ValueError(
+                f"transformer in/out channels ({t.in_channels}/{t.out_channels}) must equal the codec's "
+                f"latent channels ({self.codec.latent_channels})"
+            )
+        if t.patch_size[0] != 1:
+            raise ValueError(f"temporal patch size must be 1 (one latent frame per token row), got {t.patch_size}")
+        step = (self.codec.spatial_factor * t.patch_size[1], self.codec.spatial_factor * t.patch_size[2])
+        if self.image_size[0] % step[0] or self.image_size[1] % step[1]:
+            raise ValueError(
+                f"image_size {self.image_size} (H, W) must be divisible by codec factor x patch size = {step}"
+            )
+        if self.num_future_frames % self.codec.temporal_factor:
+            raise ValueError(
+                f"num_future_frames ({self.num_future_frames}) must be a multiple of the codec's temporal factor "
+                f"({self.codec.temporal_factor})"
+            )
+        if self.num_future_frames * self.future_stride > self.chunk_size:
+            raise ValueError(
+                f"future frames must lie within the action chunk: num_future_frames x future_stride = "
+                f"{self.num_future_frames} x {self.future_stride} > chunk_size {self.chunk_size}"
+            )
+        if not self.embodiments:
+            raise ValueError("at least one embodiment is required")
+        for e in self.embodiments:
+            if e.state_dim > self.max_state_dim or e.action_dim > self.max_action_dim:
+                raise ValueError(
+                    f"embodiment {e.name!r} has state/action dims {e.state_dim}/{e.action_dim}, beyond the "
+                    f"maximum {self.max_state_dim}/{self.max_action_dim}"
+                )
+        longest = max(self.chunk_size, 1 + self.num_future_latent_frames, *self.token_grid)
+        if longest > t.rope_max_seq_len:
+            raise ValueError(f"a RoPE position reaches {longest}, beyond rope_max_seq_len {t.rope_max_seq_len}")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be positive, got {self.shift}")
+
+    # ---- (de)serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyConfig:
+        data = dict(data)
+        data["transformer"] = WanConfig(**data.get("transformer", {}))
+        data["codec"] = CodecConfig(**data.get("codec", {}))
+        data["embodiments"] = tuple(EmbodimentSpec(**e) for e in data.get("embodiments", ()))
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **changes: Any) -> PolicyConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str) -> PolicyConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name]()
+
+
+def _tiny() -> PolicyConfig:
+    return PolicyConfig(
+        transformer=WanConfig(
+            num_attention_heads=2, attention_head_dim=16, in_channels=48, out_channels=48, text_dim=32,
+            freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=64,
+        ),
+        codec=CodecConfig("pixel", spatial_factor=4, latent_channels=48),
+        embodiments=(EmbodimentSpec("sawyer", 4, 4), EmbodimentSpec("bimanual", 14, 14)),
+        max_state_dim=14, max_action_dim=14, projector_hidden_dims=(32,),
+        image_size=(32, 32), text_len=8, chunk_size=8, num_future_frames=2, future_stride=4,
+        num_inference_steps=4,
+    )
+
+
+def _small() -> PolicyConfig:
+    return PolicyConfig(
+        transformer=WanConfig(
+            num_attention_heads=4, attention_head_dim=32, in_channels=48, out_channels=48, text_dim=384,
+            freq_dim=64, ffn_dim=512, num_layers=4, rope_max_seq_len=128,
+        ),
+        codec=CodecConfig("pixel", spatial_factor=4, latent_channels=48),
+        embodiments=(EmbodimentSpec("sawyer", 4, 4),),
+        max_state_dim=8, max_action_dim=8, projector_hidden_dims=(64, 128),
+        image_size=(64, 96), text_len=32, chunk_size=16, num_future_frames=2, future_stride=8,
+    )
+
+
+def _gwp0() -> PolicyConfig:
+    return PolicyConfig(
+        transformer=WanConfig(),  # Wan2.2-TI2V-5B
+        codec=CodecConfig("wan_vae", spatial_factor=16, temporal_factor=4, latent_channels=48),
+        embodiments=(EmbodimentSpec("aloha_agilex", 14, 14),),
+        max_state_dim=32, max_action_dim=32, projector_hidden_dims=(128, 256),
+        image_size=(384, 320), text_len=512, chunk_size=48, num_future_frames=4, future_stride=12,
+    )
+
+
+def _bench() -> PolicyConfig:
+    # gwp0's token counts (1 state, 10x12 = 120 observation, 48 action, 120 future tokens) with the pixel
+    # codec at a quarter of the resolution and a narrower network, so a CPU can time all decoding modes.
+    return PolicyConfig(
+        transformer=WanConfig(
+            num_attention_heads=8, attention_head_dim=128, in_channels=48, out_channels=48, text_dim=384,
+            freq_dim=256, ffn_dim=4096, num_layers=4, rope_max_seq_len=128,
+        ),
+        codec=CodecConfig("pixel", spatial_factor=4, latent_channels=48),
+        embodiments=(EmbodimentSpec("aloha_agilex", 14, 14),),
+        max_state_dim=32, max_action_dim=32, projector_hidden_dims=(128, 256),
+        image_size=(96, 80), text_len=32, chunk_size=48, num_future_frames=1, future_stride=48,
+    )
+
+
+PRESETS = {"tiny": _tiny, "small": _small, "gwp0": _gwp0, "bench": _bench}

@@ -1,0 +1,300 @@
+"""A compact Wan2.2 video diffusion transformer whose parameters are named exactly as diffusers'.
+
+`WanTransformer(**same arguments as diffusers.WanTransformer3DModel)` has the same `state_dict` keys and
+shapes, and its `forward` on a video gives diffusers' output. Unlike diffusers' class, its pieces are public
+so the policy can build its own token sequence: `patchify`, `embed_time`, `encode_text`, `run_blocks`
+(with a boolean attention mask and a key/value prefix cache), `output_norm`, `unpatchify`.
+
+Shapes: B batch, N tokens, D = heads * head_dim model width, G flow-time groups (tokens of one group share a
+timestep), L text tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import WanConfig
+from .rope import apply_rope, rope_frequencies
+
+KV = tuple[Tensor, Tensor]  # keys, values: each (B, heads, N, head_dim)
+
+
+class TextContext(NamedTuple):
+    """Cross-attention keys/values of an instruction, one pair per layer, and the valid-token mask."""
+
+    kv: list[KV]
+    mask: Tensor | None  # (B, 1, 1, L) bool, True = attend; None = attend to all
+
+
+class Rope(NamedTuple):
+    cos: Tensor  # (N, head_dim // 2)
+    sin: Tensor
+
+
+def sinusoidal_embedding(timesteps: Tensor, dim: int) -> Tensor:
+    """timesteps (...) in [0, 1000] -> (..., dim) [cos | sin] features (diffusers' flip_sin_to_cos=True)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    angles = timesteps.float()[..., None] * freqs
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class TextProjection(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.gelu(self.linear_1(x), approximate="tanh"))
+
+
+class ConditionEmbedder(nn.Module):
+    def __init__(self, dim: int, freq_dim: int, text_dim: int):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.time_embedder = TimestepEmbedding(freq_dim, dim)
+        self.time_proj = nn.Linear(dim, 6 * dim)
+        self.text_embedder = TextProjection(text_dim, dim)
+
+    def embed_time(self, timesteps: Tensor) -> tuple[Tensor, Tensor]:
+        """timesteps (B, G) -> temb (B, G, D), block modulation (B, G, 6, D)."""
+        features = sinusoidal_embedding(timesteps, self.freq_dim).to(self.time_embedder.linear_1.weight.dtype)
+        temb = self.time_embedder(features)
+        return temb, self.time_proj(F.silu(temb)).unflatten(-1, (6, -1))
+
+
+class GeluProjection(nn.Module):
+    def __init__(self, dim: int, inner_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, inner_dim: int):
+        super().__init__()
+        # Index 1 is diffusers' (parameter-free) dropout slot; keeping it keeps the key `net.2`.
+        self.net = nn.ModuleList([GeluProjection(dim, inner_dim), nn.Identity(), nn.Linear(inner_dim, dim)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class Attention(nn.Module):
+    """Multi-head attention with RMS-normalised queries/keys (normalised across all heads, as Wan)."""
+
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def _split(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, D) -> (B, heads, N, head_dim)
+
+    def project_query(self, x: Tensor, rope: Rope | None) -> Tensor:
+        q = self._split(self.norm_q(self.to_q(x)))
+        return apply_rope(q, *rope) if rope is not None else q
+
+    def project_kv(self, x: Tensor, rope: Rope | None) -> KV:
+        k = self._split(self.norm_k(self.to_k(x)))
+        v = self._split(self.to_v(x))
+        return (apply_rope(k, *rope) if rope is not None else k), v
+
+    def attend(self, q: Tensor, kv: KV, mask: Tensor | None) -> Tensor:
+        """q (B, heads, Nq, hd), kv over Nk keys, mask broadcastable to (B, heads, Nq, Nk) -> (B, Nq, D)."""
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+        return self.to_out[0](out.transpose(1, 2).flatten(2).type_as(q))
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the parameter dtype (as Wan's cross-attention norm)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).type_as(x)
+
+
+class TransformerBlock(nn.Module):
+    """norm -> modulated self-attention -> cross-attention to text -> modulated feed-forward."""
+
+    def __init__(self, dim: int, ffn_dim: int, heads: int, cross_attn_norm: bool, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.attn1 = Attention(dim, heads, eps)
+        self.attn2 = Attention(dim, heads, eps)
+        self.norm2 = FP32LayerNorm(dim, eps) if cross_attn_norm else nn.Identity()
+        self.ffn = FeedForward(dim, ffn_dim)
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def _layer_norm(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x.float(), x.shape[-1:], eps=self.eps)
+
+    def forward(
+        self,
+        x: Tensor,
+        modulation: Tensor,
+        groups: Tensor,
+        rope: Rope,
+        text_kv: KV,
+        text_mask: Tensor | None,
+        self_mask: Tensor | None,
+        past_kv: KV | None = None,
+    ) -> tuple[Tensor, KV]:
+        """x (B, N, D); modulation (B, G, 6, D); groups (N,) maps tokens to G; self_mask (N, P + N) where P
+        is the number of cached prefix tokens in past_kv. Returns the new x and this block's own keys/values
+        (B, heads, N, hd), which are the prefix cache when x is the clean prefix."""
+        mod = (self.scale_shift_table.unsqueeze(0) + modulation.float()).index_select(1, groups)
+        shift, scale, gate, c_shift, c_scale, c_gate = mod.unbind(2)
+
+        h = (self._layer_norm(x) * (1 + scale) + shift).type_as(x)
+        q = self.attn1.project_query(h, rope)
+        kv = self.attn1.project_kv(h, rope)
+        keys = kv if past_kv is None else (torch.cat([past_kv[0], kv[0]], 2), torch.cat([past_kv[1], kv[1]], 2))
+        x = (x.float() + self.attn1.attend(q, keys, self_mask) * gate).type_as(x)
+
+        h = self.norm2(x)
+        x = x + self.attn2.attend(self.attn2.project_query(h, None), text_kv, text_mask)
+
+        h = (self._layer_norm(x) * (1 + c_scale) + c_shift).type_as(x)
+        x = (x.float() + self.ffn(h).float() * c_gate).type_as(x)
+        return x, kv
+
+
+class WanTransformer(nn.Module):
+    """Wan2.2 DiT. Constructor arguments and parameter names follow diffusers' `WanTransformer3DModel`."""
+
+    def __init__(
+        self,
+        patch_size: tuple[int, int, int] = (1, 2, 2),
+        num_attention_heads: int = 24,
+        attention_head_dim: int = 128,
+        in_channels: int = 48,
+        out_channels: int = 48,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 14336,
+        num_layers: int = 30,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        rope_max_seq_len: int = 1024,
+    ):
+        super().__init__()
+        self.config = WanConfig(
+            tuple(patch_size), num_attention_heads, attention_head_dim, in_channels, out_channels, text_dim,
+            freq_dim, ffn_dim, num_layers, cross_attn_norm, qk_norm, eps, rope_max_seq_len,
+        )
+        dim = self.config.inner_dim
+        self.patch_embedding = nn.Conv3d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.condition_embedder = ConditionEmbedder(dim, freq_dim, text_dim)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, ffn_dim, num_attention_heads, cross_attn_norm, eps) for _ in range(num_layers)
+        )
+        self.proj_out = nn.Linear(dim, out_channels * math.prod(patch_size))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    @classmethod
+    def from_config(cls, config: WanConfig) -> WanTransformer:
+        return cls(**vars(config))
+
+    # ---- sequence pieces -----------------------------------------------------------------------------
+    def patchify(self, latents: Tensor) -> Tensor:
+        """latents (B, C, F, H, W) -> tokens (B, F*h*w, D), frame-major then row-major."""
+        return self.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
+
+    def unpatchify(self, tokens: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """tokens (B, f*h*w, C*pt*ph*pw) on a (f, h, w) token grid -> latents (B, C, f*pt, h*ph, w*pw)."""
+        pt, ph, pw = self.config.patch_size
+        f, h, w = grid
+        x = tokens.reshape(tokens.shape[0], f, h, w, pt, ph, pw, -1)
+        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+    def rope(self, positions: Tensor) -> Rope:
+        """positions (N, 3) -> RoPE tables for these tokens."""
+        if positions.numel() and int(positions.max()) >= self.config.rope_max_seq_len:
+            raise ValueError(
+                f"RoPE position {int(positions.max())} is beyond rope_max_seq_len {self.config.rope_max_seq_len}"
+            )
+        return Rope(*rope_frequencies(positions.to(self.proj_out.weight.device), self.config.attention_head_dim))
+
+    def embed_time(self, timesteps: Tensor) -> tuple[Tensor, Tensor]:
+        """timesteps (B, G) in [0, 1000] -> temb (B, G, D), modulation (B, G, 6, D)."""
+        return self.condition_embedder.embed_time(timesteps)
+
+    def encode_text(self, text_embeds: Tensor, text_mask: Tensor | None = None) -> TextContext:
+        """text_embeds (B, L, text_dim), text_mask (B, L) bool -> per-layer cross-attention keys/values.
+
+        Computed once per instruction and reused at every denoising step."""
+        context = self.condition_embedder.text_embedder(text_embeds)
+        kv = [block.attn2.project_kv(context, None) for block in self.blocks]
+        return TextContext(kv, None if text_mask is None else text_mask[:, None, None, :].bool())
+
+    def run_blocks(
+        self,
+        x: Tensor,
+        modulation: Tensor,
+        groups: Tensor,
+        rope: Rope,
+        text: TextContext,
+        self_mask: Tensor | None,
+        past_kv: list[KV] | None = None,
+    ) -> tuple[Tensor, list[KV]]:
+        """All blocks over x (B, N, D). With past_kv (one per layer, P tokens each) x attends to the cached
+        prefix too and self_mask is (N, P + N). Returns hidden states and each layer's keys/values of x."""
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            past = None if past_kv is None else past_kv[i]
+            x, kv = block(x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
+            new_kv.append(kv)
+        return x, new_kv
+
+    def output_norm(self, x: Tensor, temb: Tensor, groups: Tensor) -> Tensor:
+        """Final modulated layer norm: x (B, N, D), temb (B, G, D) -> (B, N, D), before any output head."""
+        shift, scale = (self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).index_select(1, groups).unbind(2)
+        eps = self.config.eps
+        return (F.layer_norm(x.float(), x.shape[-1:], eps=eps) * (1 + scale) + shift).type_as(x)
+
+    # ---- diffusers-compatible video forward ----------------------------------------------------------
+    def forward(self, hidden_states: Tensor, timestep: Tensor, encoder_hidden_states: Tensor) -> Tensor:
+        """hidden_states (B, C, F, H, W), timestep (B,) or per-token (B, F*h*w) in [0, 1000],
+        encoder_hidden_states (B, L, text_dim) -> predicted velocity (B, C_out, F, H, W)."""
+        pt, ph, pw = self.config.patch_size
+        _, _, frames, height, width = hidden_states.shape
+        grid = (frames // pt, height // ph, width // pw)
+        f, h, w = torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")
+        rope = self.rope(torch.stack([f, h, w], dim=-1).reshape(-1, 3))
+
+        tokens = self.patchify(hidden_states)
+        timesteps = timestep[:, None] if timestep.ndim == 1 else timestep
+        groups = torch.zeros(tokens.shape[1], dtype=torch.long, device=tokens.device)
+        if timesteps.shape[1] > 1:
+            groups = torch.arange(tokens.shape[1], device=tokens.device)
+        temb, modulation = self.embed_time(timesteps)
+        x, _ = self.run_blocks(tokens, modulation, groups, rope, self.encode_text(encoder_hidden_states), None)
+        return self.unpatchify(self.proj_out(self.output_norm(x, temb, groups)), grid)
