@@ -1,0 +1,5 @@
+"""Latent codecs (images <-> latents)."""
+
+from .pixel import PixelCodec
+
+__all__ = ["PixelCodec"]

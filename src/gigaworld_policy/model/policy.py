@@ -1,0 +1,375 @@
+"""GigaWorld-Policy: one Wan DiT over state, observation, action and future-video tokens.
+
+Two training/inference verbs, as in openpi's pi0:
+
+* `compute_loss(batch)`: flow matching on the action chunk and the sparse future frames at once.
+* `sample_actions(batch)`: action-only decoding. The clean prefix (state + observation) never attends to
+  actions or video, so its keys/values are computed once and reused at every Euler step; text
+  cross-attention keys/values are computed once per call.
+
+`sample_video` decodes future frames given the observation and an action chunk; `sample_joint` denoises
+actions and video together without any cache (the path of Motus and the authors' first model), kept as the
+reference for speed comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ..atomic import atomic_directory
+from ..config import PolicyConfig
+from ..encoders import PixelCodec
+from . import flow
+from .embodiment import EmbodimentMLP
+from .inputs import PolicyInputs, TextEncoder, prepare_inputs
+from .layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
+from .wan import KV, Rope, TextContext, WanTransformer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class SequencePlan(NamedTuple):
+    """What the blocks need for one stretch of the token layout, computed once outside the Euler loop."""
+
+    groups: Tensor  # (n,) flow-time group of each token
+    rope: Rope
+    mask: Tensor | None  # (n, keys) bool; None when every key is visible
+
+
+def make_codec(config: PolicyConfig):
+    if config.codec.kind == "pixel":
+        return PixelCodec(config.codec.spatial_factor)
+    raise ValueError(
+        f"codec {config.codec.kind!r} needs its weights: attach it with policy.codec = ... before use"
+    )
+
+
+class GigaWorldPolicy(nn.Module):
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        self.config = config
+        dim = config.transformer.inner_dim
+        hidden = config.projector_hidden_dims
+        num_embodiments = len(config.embodiments)
+        self.transformer = WanTransformer.from_config(config.transformer)
+        self.state_encoder = EmbodimentMLP(num_embodiments, (config.max_state_dim, *hidden, dim))
+        self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, dim))
+        self.action_decoder = EmbodimentMLP(num_embodiments, (dim, *reversed(hidden), config.max_action_dim))
+        # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
+        # only. The Wan VAE codec has weights and is attached after construction.
+        self.codec = make_codec(config) if config.codec.kind == "pixel" else None
+        self.text_encoder: TextEncoder | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.proj_out.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.proj_out.weight.dtype
+
+    # ---- inputs -------------------------------------------------------------------------------------
+    def prepare(self, batch: dict[str, Any]) -> PolicyInputs:
+        return prepare_inputs(batch, self.config, self.device, self.dtype, self.text_encoder)
+
+    def _encode_frames(self, frames: Tensor) -> Tensor:
+        """frames (B, T, 3, H, W) -> latents (B, C, T', h, w); the first frame gets its own latent frame."""
+        if self.codec is None:
+            raise ValueError(f"this policy's {self.config.codec.kind!r} codec is not attached (policy.codec)")
+        return self.codec.encode(frames)
+
+    def _layout(self, inputs: PolicyInputs, num_action: int, num_future_frames: int) -> TokenLayout:
+        return TokenLayout(int(inputs.state is not None), self.config.token_grid, num_action, num_future_frames)
+
+    def _prefix_tokens(self, inputs: PolicyInputs, observation: Tensor) -> Tensor:
+        """State + observation tokens (B, P, D); observation latents (B, C, 1, h, w)."""
+        tokens = [self.transformer.patchify(observation)]
+        if inputs.state is not None:
+            tokens.insert(0, self.state_encoder(inputs.state[:, None], inputs.embodiment))
+        return torch.cat(tokens, dim=1)
+
+    def _text(self, inputs: PolicyInputs) -> TextContext:
+        return self.transformer.encode_text(inputs.text_embeds, inputs.text_mask)
+
+    # ---- the one forward path -----------------------------------------------------------------------
+    def _plan(self, layout: TokenLayout, rows: slice) -> SequencePlan:
+        """Plan for running the tokens `rows` of `layout`; they see every key before rows.stop."""
+        mask = layout.attention_mask[rows, : rows.stop].to(self.device)
+        return SequencePlan(
+            layout.time_groups[rows].to(self.device),
+            self.transformer.rope(layout.positions[rows]),
+            None if bool(mask.all()) else mask,
+        )
+
+    def _transform(
+        self, tokens: Tensor, plan: SequencePlan, sigmas: Tensor, text: TextContext, past_kv: list[KV] | None = None
+    ) -> tuple[Tensor, list[KV]]:
+        """tokens (B, n, D), sigmas (B, NUM_TIME_GROUPS) -> normalised hidden states (B, n, D), layer K/V."""
+        temb, modulation = self.transformer.embed_time(sigmas * 1000)
+        hidden, kv = self.transformer.run_blocks(tokens, modulation, plan.groups, plan.rope, text, plan.mask, past_kv)
+        return self.transformer.output_norm(hidden, temb, plan.groups), kv
+
+    def _video_velocity(self, hidden: Tensor) -> Tensor:
+        """hidden (B, F'*h*w, D) -> velocity (B, C, F', h, w) of the future latents."""
+        rows, cols = self.config.token_grid
+        frames = hidden.shape[1] // (rows * cols)
+        return self.transformer.unpatchify(self.transformer.proj_out(hidden), (frames, rows, cols))
+
+    # ---- training -----------------------------------------------------------------------------------
+    def compute_loss(
+        self, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Flow-matching loss. Batches without 'actions' train the video alone (action-free pre-training);
+        batches without 'future_images' (or with video_loss_weight 0) train the actions alone."""
+        cfg = self.config
+        inputs = self.prepare(batch)
+        b, device = inputs.batch_size, self.device
+        with_actions = inputs.actions is not None and cfg.action_loss_weight > 0
+        with_video = inputs.future_images is not None and cfg.video_loss_weight > 0
+        if not (with_actions or with_video):
+            raise ValueError("nothing to learn: the batch has neither 'actions' nor 'future_images' with a weight")
+
+        # Random draws in a fixed order, none depending on the data, so a generator makes the loss repeatable.
+        sigma_action = flow.sample_sigma(b, cfg.shift, generator).to(device)
+        sigma_video = sigma_action if cfg.shared_flow_time else flow.sample_sigma(b, cfg.shift, generator).to(device)
+        sigmas = torch.zeros(b, NUM_TIME_GROUPS, device=device)
+        sigmas[:, TIME_GROUP["action"]] = sigma_action
+        sigmas[:, TIME_GROUP["future"]] = sigma_video
+
+        frames = inputs.image[:, None]
+        if with_video:
+            frames = torch.cat([frames, inputs.future_images], dim=1)
+        latents = self._encode_frames(frames)
+        tokens = [self._prefix_tokens(inputs, latents[:, :, :1])]
+
+        if with_actions:
+            noise = torch.randn(inputs.actions.shape, generator=generator).to(device, self.dtype)
+            noise = noise * inputs.action_dim_mask[:, None]
+            noisy_actions = flow.add_noise(inputs.actions, noise, sigma_action)
+            tokens.append(self.action_encoder(noisy_actions, inputs.embodiment))
+        if with_video:
+            future = latents[:, :, 1:]
+            video_noise = torch.randn(future.shape, generator=generator).to(device, self.dtype)
+            tokens.append(self.transformer.patchify(flow.add_noise(future, video_noise, sigma_video)))
+
+        layout = self._layout(inputs, cfg.chunk_size if with_actions else 0, latents.shape[2] - 1)
+        hidden, _ = self._transform(torch.cat(tokens, 1), self._plan(layout, slice(0, layout.num_tokens)), sigmas,
+                                    self._text(inputs))
+
+        zero = hidden.new_zeros(())
+        loss_action = loss_video = zero
+        if with_actions:
+            velocity = self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment)
+            valid = (~inputs.action_is_pad)[:, :, None] & inputs.action_dim_mask[:, None, :]
+            error = (velocity.float() - flow.velocity_target(inputs.actions, noise).float()) ** 2
+            loss_action = (error * valid).sum() / valid.sum().clamp(min=1)
+        if with_video:
+            velocity = self._video_velocity(hidden[:, layout.span("future")])
+            error = ((velocity.float() - flow.velocity_target(future, video_noise).float()) ** 2).mean(dim=(1, 3, 4))
+            k = self.config.codec.temporal_factor
+            valid = ~inputs.future_is_pad.unflatten(1, (-1, k)).all(dim=-1)  # a latent frame of only padding
+            loss_video = (error * valid).sum() / valid.sum().clamp(min=1)
+        loss = cfg.action_loss_weight * loss_action + cfg.video_loss_weight * loss_video
+        info = {"loss_action": loss_action.detach(), "loss_video": loss_video.detach(),
+                "sigma_action": sigma_action, "sigma_video": sigma_video}
+        return loss, info
+
+    # ---- inference ----------------------------------------------------------------------------------
+    def _euler(self, x: list[Tensor], num_steps: int, velocity: Callable[[list[Tensor], Tensor], list[Tensor]]):
+        sigmas = flow.sampling_sigmas(num_steps, self.config.shift, self.device)
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+            x = [xi + (sigma_next - sigma) * vi for xi, vi in zip(x, velocity(x, sigma))]
+        return x
+
+    def _denoise_last_block(
+        self,
+        context: Tensor,
+        layout: TokenLayout,
+        block: str,
+        noise: Tensor,
+        embed: Callable[[Tensor], Tensor],
+        head: Callable[[Tensor], Tensor],
+        text: TextContext,
+        num_steps: int,
+        use_cache: bool,
+    ) -> Tensor:
+        """Denoise `block`, the last block of `layout`, given the clean tokens before it (B, P, D).
+
+        With the cache the clean context runs through the blocks once and only `block`'s tokens run at
+        each step; without it the whole sequence runs at each step. Both give the same result."""
+        rows = layout.span(block)
+        b = context.shape[0]
+        clean = torch.zeros(b, NUM_TIME_GROUPS, device=self.device)
+        if use_cache:
+            _, cache = self._transform(context, self._plan(layout, slice(0, rows.start)), clean, text)
+            plan = self._plan(layout, rows)
+        else:
+            cache, plan = None, self._plan(layout, slice(0, rows.stop))
+
+        def velocity(x: list[Tensor], sigma: Tensor) -> list[Tensor]:
+            sigmas = clean.clone()
+            sigmas[:, TIME_GROUP[block]] = sigma
+            tokens = embed(x[0])
+            if not use_cache:
+                tokens = torch.cat([context, tokens], dim=1)
+            hidden, _ = self._transform(tokens, plan, sigmas, text, cache)
+            return [head(hidden[:, rows.start - rows.stop :])]  # the block's own (last) tokens
+
+        return self._euler([noise], num_steps, velocity)[0]
+
+    def _action_noise(self, inputs: PolicyInputs, noise: Tensor | None, generator=None) -> Tensor:
+        shape = (inputs.batch_size, self.config.chunk_size, self.config.max_action_dim)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        elif noise.shape[:2] != shape[:2] or noise.shape[2] > shape[2]:
+            raise ValueError(f"action noise must have shape {shape} (or fewer action dims), got {tuple(noise.shape)}")
+        noise = F.pad(noise, (0, shape[2] - noise.shape[2])).to(self.device, self.dtype)
+        return noise * inputs.action_dim_mask[:, None]
+
+    def _output_action_dims(self, inputs: PolicyInputs) -> int:
+        return int(inputs.action_dim_mask.sum(dim=1).max())
+
+    @torch.no_grad()
+    def sample_actions(
+        self,
+        batch: dict[str, Any],
+        num_steps: int | None = None,
+        noise: Tensor | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Action-only decoding -> normalised actions (B, H, A), A = the largest action dim of the batch's
+        embodiments (smaller embodiments are zero beyond their own dims). noise: (B, H, A) start point."""
+        inputs = self.prepare(batch)
+        observation = self._encode_frames(inputs.image[:, None])
+        layout = self._layout(inputs, self.config.chunk_size, 0)
+        actions = self._denoise_last_block(
+            self._prefix_tokens(inputs, observation), layout, "action",
+            self._action_noise(inputs, noise, generator),
+            embed=lambda x: self.action_encoder(x, inputs.embodiment),
+            head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None],
+            text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
+        )
+        return actions[..., : self._output_action_dims(inputs)]
+
+    @torch.no_grad()
+    def sample_video(
+        self,
+        batch: dict[str, Any],
+        actions: Tensor,
+        num_steps: int | None = None,
+        noise: Tensor | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Future frames (B, F, 3, H, W) in [-1, 1] given the observation and an action chunk (B, H, A).
+        noise: (B, C, F', h, w) in latent space."""
+        inputs = self.prepare({**batch, "actions": actions})
+        observation = self._encode_frames(inputs.image[:, None])
+        num_frames = self.config.num_future_latent_frames
+        shape = (inputs.batch_size, self.config.codec.latent_channels, num_frames, *self.config.latent_size)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"video noise must have shape {shape}, got {tuple(noise.shape)}")
+        layout = self._layout(inputs, self.config.chunk_size, num_frames)
+        context = torch.cat(
+            [self._prefix_tokens(inputs, observation), self.action_encoder(inputs.actions, inputs.embodiment)], 1
+        )
+        future = self._denoise_last_block(
+            context, layout, "future", noise.to(self.device, self.dtype),
+            embed=self.transformer.patchify, head=self._video_velocity,
+            text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
+        )
+        return self.codec.decode(torch.cat([observation, future], dim=2))[:, 1:]
+
+    @torch.no_grad()
+    def sample_joint(
+        self,
+        batch: dict[str, Any],
+        num_steps: int | None = None,
+        action_noise: Tensor | None = None,
+        video_noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Reference joint decoding, no cache: the full S,O,A,V sequence runs at every step and actions and
+        video are denoised together. Returns actions (B, H, A) and future latents (B, C, F', h, w)."""
+        inputs = self.prepare(batch)
+        observation = self._encode_frames(inputs.image[:, None])
+        num_frames = self.config.num_future_latent_frames
+        layout = self._layout(inputs, self.config.chunk_size, num_frames)
+        plan = self._plan(layout, slice(0, layout.num_tokens))
+        prefix, text = self._prefix_tokens(inputs, observation), self._text(inputs)
+        shape = (inputs.batch_size, self.config.codec.latent_channels, num_frames, *self.config.latent_size)
+        if video_noise is None:
+            video_noise = torch.randn(shape, generator=generator)
+        action_mask = inputs.action_dim_mask[:, None]
+
+        def velocity(x: list[Tensor], sigma: Tensor) -> list[Tensor]:
+            sigmas = torch.zeros(inputs.batch_size, NUM_TIME_GROUPS, device=self.device)
+            sigmas[:, TIME_GROUP["action"]] = sigma
+            sigmas[:, TIME_GROUP["future"]] = sigma
+            tokens = [prefix, self.action_encoder(x[0], inputs.embodiment), self.transformer.patchify(x[1])]
+            hidden, _ = self._transform(torch.cat(tokens, 1), plan, sigmas, text)
+            return [
+                self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment) * action_mask,
+                self._video_velocity(hidden[:, layout.span("future")]),
+            ]
+
+        start = [self._action_noise(inputs, action_noise, generator), video_noise.to(self.device, self.dtype)]
+        actions, future = self._euler(start, num_steps or self.config.num_inference_steps, velocity)
+        return actions[..., : self._output_action_dims(inputs)], future
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors into `directory`, atomically (all or nothing)."""
+        with atomic_directory(directory) as tmp:
+            (tmp / CONFIG_NAME).write_text(self.config.to_json())
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> GigaWorldPolicy:
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
+        config = PolicyConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
+        with torch.device("meta"):
+            policy = cls(config)
+        policy.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=str(device)), assign=True)
+        return policy.eval()
+
+    # ---- examples -----------------------------------------------------------------------------------
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> dict[str, Any]:
+        """A valid random training batch for this policy's config (see `inputs.py` for the keys)."""
+        cfg, g = self.config, torch.Generator().manual_seed(seed)
+        height, width = cfg.image_size
+        embodiment = torch.randint(len(cfg.embodiments), (batch_size,), generator=g)
+        state_dims = torch.tensor([e.state_dim for e in cfg.embodiments])[embodiment]
+        action_dims = torch.tensor([e.action_dim for e in cfg.embodiments])[embodiment]
+        state = torch.rand(batch_size, cfg.max_state_dim, generator=g) * 2 - 1
+        actions = torch.rand(batch_size, cfg.chunk_size, cfg.max_action_dim, generator=g) * 2 - 1
+        pad_from = torch.randint(cfg.chunk_size // 2, cfg.chunk_size + 1, (batch_size,), generator=g)
+        text_lengths = torch.randint(1, cfg.text_len + 1, (batch_size,), generator=g)
+        return {
+            "image": torch.rand(batch_size, 3, height, width, generator=g) * 2 - 1,
+            "future_images": torch.rand(batch_size, cfg.num_future_frames, 3, height, width, generator=g) * 2 - 1,
+            "future_is_pad": torch.zeros(batch_size, cfg.num_future_frames, dtype=torch.bool),
+            "state": state * (torch.arange(cfg.max_state_dim) < state_dims[:, None]),
+            "actions": actions * (torch.arange(cfg.max_action_dim) < action_dims[:, None, None]),
+            "action_is_pad": torch.arange(cfg.chunk_size) >= pad_from[:, None],
+            "embodiment": embodiment,
+            "text_embeds": torch.randn(batch_size, cfg.text_len, cfg.transformer.text_dim, generator=g),
+            "text_mask": torch.arange(cfg.text_len) < text_lengths[:, None],
+        }
