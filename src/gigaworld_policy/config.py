@@ -241,8 +241,8 @@ def _bench() -> PolicyConfig:
     # codec at a quarter of the resolution and a narrower network, so a CPU can time all decoding modes.
     return PolicyConfig(
         transformer=WanConfig(
-            num_attention_heads=8, attention_head_dim=128, in_channels=48, out_channels=48, text_dim=384,
-            freq_dim=256, ffn_dim=4096, num_layers=4, rope_max_seq_len=128,
+            num_attention_heads=6, attention_head_dim=128, in_channels=48, out_channels=48, text_dim=384,
+            freq_dim=256, ffn_dim=3072, num_layers=6, rope_max_seq_len=128,
         ),
         codec=CodecConfig("pixel", spatial_factor=4, latent_channels=48),
         embodiments=(EmbodimentSpec("aloha_agilex", 14, 14),),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ class EmbodimentMLP(nn.Module):
     def __init__(self, num_embodiments: int, dims: tuple[int, ...]):
         super().__init__()
         self.num_embodiments = num_embodiments
-        self.layers = nn.ModuleList(EmbodimentLinear(num_embodiments, a, b) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(EmbodimentLinear(num_embodiments, a, b) for a, b in pairwise(dims))
 
     def forward(self, x: Tensor, embodiment: Tensor) -> Tensor:
         """x (B, N, dims[0]), embodiment (B,) long -> (B, N, dims[-1])."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -187,8 +188,8 @@ class GigaWorldPolicy(nn.Module):
     # ---- inference ----------------------------------------------------------------------------------
     def _euler(self, x: list[Tensor], num_steps: int, velocity: Callable[[list[Tensor], Tensor], list[Tensor]]):
         sigmas = flow.sampling_sigmas(num_steps, self.config.shift, self.device)
-        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-            x = [xi + (sigma_next - sigma) * vi for xi, vi in zip(x, velocity(x, sigma))]
+        for sigma, sigma_next in pairwise(sigmas):
+            x = [xi + (sigma_next - sigma) * vi for xi, vi in zip(x, velocity(x, sigma), strict=True)]
         return x
 
     def _denoise_last_block(

@@ -1,0 +1,111 @@
+"""Decoding latency of the three inference paths, with exact FLOP counts and the machine's matmul peak.
+
+* action-only, cached: state+observation prefix once, then only the 48 action tokens at each step;
+* action-only, uncached: the whole S,O,A sequence at each step (the authors' first model);
+* joint: S,O,A,V at each step, actions and video denoised together (Motus-style).
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import PolicyConfig
+from .model.policy import GigaWorldPolicy
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call. Attention runs on the math backend here so that it is counted as matmuls."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = min(_median_ms(lambda: a @ b, device, 1) for _ in range(repeats))
+    return 2 * size**3 / (best / 1e3) / 1e9
+
+
+def measure_latency(
+    preset: str = "bench",
+    device: str = "cpu",
+    threads: int = 1,
+    batch_size: int = 1,
+    num_steps: int | None = None,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict:
+    """Time the three decoding paths of a randomly initialised policy of `preset`. Returns a flat dict."""
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    config = PolicyConfig.preset(preset)
+    steps = num_steps or config.num_inference_steps
+    torch.manual_seed(seed)
+    policy = GigaWorldPolicy(config).to(dev).eval()
+    batch = policy.example_batch(batch_size, seed)
+    noise = torch.randn(batch_size, config.chunk_size, config.max_action_dim)
+
+    paths = {
+        "action_only_cached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=True),
+        "action_only_uncached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=False),
+        "joint": lambda: policy.sample_joint(batch, steps, action_noise=noise),
+    }
+    result: dict = {"preset": preset, "device": str(dev), "threads": torch.get_num_threads(),
+                    "batch_size": batch_size, "num_steps": steps, "torch": torch.__version__,
+                    "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
+    rows, cols = config.token_grid
+    result["tokens"] = {"state": 1, "observation": rows * cols, "action": config.chunk_size,
+                        "future": rows * cols * config.num_future_latent_frames}
+    for name, fn in paths.items():
+        result[f"{name}_ms"] = _median_ms(fn, dev, repeats)
+        result[f"gflops_{name}"] = count_flops(fn) / 1e9
+    cached, uncached = paths["action_only_cached"](), paths["action_only_uncached"]()
+    result["cached_vs_uncached_max_abs"] = float((cached - uncached).abs().max())
+    result["speedup_vs_uncached"] = result["action_only_uncached_ms"] / result["action_only_cached_ms"]
+    result["speedup_vs_joint"] = result["joint_ms"] / result["action_only_cached_ms"]
+    result["gflops_cached"] = result.pop("gflops_action_only_cached")
+    result["achieved_gflops"] = result["gflops_cached"] / (result["action_only_cached_ms"] / 1e3)
+    result["matmul_peak_gflops"] = matmul_peak_gflops(dev, policy.dtype)
+    result["achieved_fraction_of_peak"] = result["achieved_gflops"] / result["matmul_peak_gflops"]
+    return result
+
+
+def format_latency(result: dict) -> str:
+    lines = [
+        f"preset {result['preset']} on {result['device']} ({result['machine']}), {result['threads']} thread(s), "
+        f"batch {result['batch_size']}, {result['num_steps']} Euler steps, tokens {result['tokens']}",
+        f"  action-only, cached prefix : {result['action_only_cached_ms']:9.1f} ms",
+        f"  action-only, no cache      : {result['action_only_uncached_ms']:9.1f} ms  "
+        f"({result['speedup_vs_uncached']:.2f}x slower)",
+        f"  joint actions + video      : {result['joint_ms']:9.1f} ms  ({result['speedup_vs_joint']:.2f}x slower)",
+        f"  cached vs uncached max |diff| {result['cached_vs_uncached_max_abs']:.2e}",
+        f"  cached path: {result['gflops_cached']:.2f} GFLOP, {result['achieved_gflops']:.1f} GFLOP/s = "
+        f"{100 * result['achieved_fraction_of_peak']:.0f}% of the {result['matmul_peak_gflops']:.1f} GFLOP/s "
+        f"matmul peak",
+    ]
+    return "\n".join(lines)

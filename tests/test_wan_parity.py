@@ -1,0 +1,67 @@
+"""Our WanTransformer against diffusers' WanTransformer3DModel: same parameters, same outputs."""
+
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+
+from gigaworld_policy import GigaWorldPolicy, PolicyConfig, WanTransformer
+
+TINY_WAN = dict(
+    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4, text_dim=16,
+    freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+    rope_max_seq_len=32,
+)
+
+# diffusers' config of Wan2.2-TI2V-5B (Wan-AI/Wan2.2-TI2V-5B-Diffusers, transformer/config.json).
+WAN22_TI2V_5B = dict(
+    patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
+    text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024,
+    pos_embed_seq_len=None,
+)
+
+
+@pytest.fixture(params=[True, False], ids=["cross_attn_norm", "no_cross_attn_norm"])
+def pair(request):
+    kwargs = {**TINY_WAN, "cross_attn_norm": request.param}
+    torch.manual_seed(0)
+    reference = WanTransformer3DModel(**kwargs).eval()
+    with torch.no_grad():  # norm weights start at 1 and biases at 0: move every parameter off its init
+        for parameter in reference.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    ours = WanTransformer(**kwargs).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+def test_state_dict_keys_and_shapes_match_diffusers(pair):
+    reference, ours = pair
+    ref_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    our_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert our_shapes == ref_shapes
+
+
+@pytest.mark.parametrize("per_token", [False, True], ids=["scalar_timestep", "per_token_timestep"])
+def test_video_forward_matches_diffusers(pair, per_token):
+    reference, ours = pair
+    g = torch.Generator().manual_seed(1)
+    video = torch.randn(2, 4, 3, 8, 6, generator=g)  # (B, C, F, H, W) -> 3 x 4 x 3 tokens
+    text = torch.randn(2, 5, 16, generator=g)
+    timestep = torch.rand(2, 36, generator=g) * 1000 if per_token else torch.tensor([120.0, 870.0])
+    with torch.no_grad():
+        expected = reference(video, timestep, text).sample
+        got = ours(video, timestep, text)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 1e-4
+    assert expected.abs().max() > 0.1  # a non-trivial output, so the comparison means something
+
+
+def test_gwp0_transformer_is_wan22_ti2v_5b():
+    with torch.device("meta"):
+        reference = WanTransformer3DModel(**WAN22_TI2V_5B)
+        policy = GigaWorldPolicy(PolicyConfig.preset("gwp0"))
+    ref_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    our_shapes = {k: tuple(v.shape) for k, v in policy.transformer.state_dict().items()}
+    assert our_shapes == ref_shapes
+    num_params = sum(p.numel() for p in policy.transformer.parameters())
+    assert 4.9e9 < num_params < 5.1e9, num_params
