@@ -1,0 +1,394 @@
+"""The LeRobot v3.0 dataset format, read and written with pyarrow + PyAV (no LeRobot dependency).
+
+    meta/info.json                                   version, fps, features, path templates, totals
+    meta/stats.json                                  per-feature mean/std/min/max/count/q01..q99
+    meta/tasks.parquet                               task string (index) -> task_index
+    meta/episodes/chunk-000/file-000.parquet         one row per episode: length, offsets, per-episode stats
+    data/chunk-XXX/file-XXX.parquet                  one row per frame, several episodes per file
+    videos/<camera key>/chunk-XXX/file-XXX.mp4       several episodes per file, located by timestamps
+
+A dataset without an `action` feature (video only) is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import stats as stats_lib
+from .video import CODEC, PIX_FMT, VideoDecoder, VideoEncoder
+
+CODEBASE_VERSION = "v3.0"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+INDEX_FEATURES = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+IMAGE_PREFIX = "observation.images."
+
+
+def _next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
+    return (chunk + 1, 0) if file + 1 >= chunks_size else (chunk, file + 1)
+
+
+class LeRobotDatasetWriter:
+    """Write a dataset episode by episode.
+
+        writer = LeRobotDatasetWriter.create(root, fps=10, features={...})
+        for each step: writer.add_frame({"observation.images.top": hwc_uint8, "observation.state": ...,
+                                         "action": ..., "task": "open the drawer"})
+        writer.save_episode()   # or writer.discard_episode()
+        writer.finalize()
+
+    Everything goes into a hidden folder beside `root`, renamed to `root` by `finalize()`: a crash leaves
+    no dataset at `root` rather than a half-written one. As a context manager it discards on error.
+    """
+
+    def __init__(self, root: Path, tmp: Path, fps: int, features: dict[str, dict], robot_type: str | None,
+                 chunks_size: int, data_files_size_in_mb: float, video_files_size_in_mb: float):
+        self.root, self.tmp, self.fps, self.robot_type = root, tmp, fps, robot_type
+        self.features = features
+        self.chunks_size = chunks_size
+        self.data_limit = data_files_size_in_mb * 2**20
+        self.video_limit = video_files_size_in_mb * 2**20
+        self.video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
+        self.numeric_keys = [k for k, f in features.items() if f["dtype"] != "video"]
+        self.tasks: dict[str, int] = {}
+        self.episode_rows: list[dict[str, Any]] = []
+        self.values: dict[str, list[np.ndarray]] = {k: [] for k in self.numeric_keys}  # all episodes, for stats
+        self.image_samples: dict[str, list[np.ndarray]] = {k: [] for k in self.video_keys}
+        self.total_frames = 0
+        self._buffer: list[dict[str, Any]] = []  # the current episode's frames
+        self._data_rows: list[pd.DataFrame] = []  # frames of the data file being filled
+        self._data_file = (0, 0)
+        self._encoders: dict[str, VideoEncoder] = {}
+        self._video_file = {k: (0, 0) for k in self.video_keys}
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, fps: int, features: dict[str, dict], robot_type: str | None = None,
+               chunks_size: int = 1000, data_files_size_in_mb: float = 100,
+               video_files_size_in_mb: float = 500) -> LeRobotDatasetWriter:
+        """features: {name: {"dtype": "video" | "float32" | ..., "shape": [...], "names": [...] | None}};
+        video features are (H, W, 3) uint8 frames named `observation.images.<camera>`."""
+        root = Path(root)
+        if root.exists():
+            raise FileExistsError(f"{root} already exists; choose a new dataset folder")
+        for name, spec in features.items():
+            if name in INDEX_FEATURES or name == "task":
+                raise ValueError(f"feature name {name!r} is reserved by the format")
+            if spec["dtype"] == "video" and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
+                raise ValueError(f"video feature {name!r} must have shape (H, W, 3), got {spec['shape']}")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.writing-", dir=root.parent))
+        full = {k: {"dtype": v["dtype"], "shape": list(v["shape"]), "names": v.get("names")} for k, v in
+                features.items()}
+        return cls(root, tmp, fps, full, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
+
+    def __enter__(self) -> LeRobotDatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    # ---- frames and episodes ------------------------------------------------------------------------
+    def add_frame(self, frame: dict[str, Any]) -> None:
+        if "task" not in frame:
+            raise ValueError("every frame needs a 'task' string")
+        missing = [k for k in self.features if k not in frame]
+        if missing:
+            raise ValueError(f"frame is missing features {missing}")
+        checked = {"task": str(frame["task"])}
+        for key, spec in self.features.items():
+            value = np.asarray(frame[key])
+            if spec["dtype"] == "video":
+                if value.dtype != np.uint8 or list(value.shape) != spec["shape"]:
+                    raise ValueError(f"'{key}' must be uint8 {tuple(spec['shape'])}, got {value.dtype} {value.shape}")
+            else:
+                value = value.astype(spec["dtype"]).reshape(-1)
+                if list(value.shape) != spec["shape"]:
+                    raise ValueError(f"'{key}' must have shape {tuple(spec['shape'])}, got {value.shape}")
+                if not np.isfinite(value).all():
+                    raise ValueError(f"'{key}' contains NaN or infinite values")
+            checked[key] = value
+        self._buffer.append(checked)
+
+    def discard_episode(self) -> None:
+        self._buffer = []
+
+    def save_episode(self) -> int:
+        """Write the buffered frames as one episode; returns its episode index."""
+        if not self._buffer:
+            raise ValueError("no frames to save: add_frame() first")
+        frames, self._buffer = self._buffer, []
+        episode = len(self.episode_rows)
+        length = len(frames)
+        tasks = list(dict.fromkeys(f["task"] for f in frames))
+        for task in tasks:
+            self.tasks.setdefault(task, len(self.tasks))
+        row: dict[str, Any] = {"episode_index": episode, "tasks": tasks, "length": length,
+                               "dataset_from_index": self.total_frames,
+                               "dataset_to_index": self.total_frames + length}
+
+        columns: dict[str, Any] = {
+            "timestamp": np.arange(length, dtype=np.float32) / self.fps,
+            "frame_index": np.arange(length, dtype=np.int64),
+            "episode_index": np.full(length, episode, dtype=np.int64),
+            "index": np.arange(self.total_frames, self.total_frames + length, dtype=np.int64),
+            "task_index": np.array([self.tasks[f["task"]] for f in frames], dtype=np.int64),
+        }
+        for key in self.numeric_keys:
+            values = np.stack([f[key] for f in frames])
+            columns[key] = list(values)
+            self.values[key].append(values)
+            for name, value in stats_lib.feature_stats(values).items():
+                row[f"stats/{key}/{name}"] = value.tolist()
+        self._append_data(row, pd.DataFrame(columns))
+
+        for key in self.video_keys:
+            images = np.stack([f[key] for f in frames])
+            row.update(self._append_video(key, images))
+            # Image stats from at most 20 frames per episode, 4x subsampled in space (LeRobot samples too).
+            sample = images[np.linspace(0, length - 1, min(length, 20)).astype(int)][:, ::4, ::4]
+            self.image_samples[key].append(sample)
+            for name, value in stats_lib.image_stats(sample).items():
+                row[f"stats/{key}/{name}"] = np.asarray(value).tolist()
+        row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
+        self.episode_rows.append(row)
+        self.total_frames += length
+        return episode
+
+    def _append_data(self, row: dict[str, Any], frame_table: pd.DataFrame) -> None:
+        buffered = sum(t.memory_usage(deep=True).sum() for t in self._data_rows)
+        if self._data_rows and buffered > self.data_limit:
+            self._flush_data()
+            self._data_file = _next_file(*self._data_file, self.chunks_size)
+        row["data/chunk_index"], row["data/file_index"] = self._data_file
+        self._data_rows.append(frame_table)
+
+    def _flush_data(self) -> None:
+        if not self._data_rows:
+            return
+        chunk, file = self._data_file
+        path = self.tmp / DATA_PATH.format(chunk_index=chunk, file_index=file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(pd.concat(self._data_rows, ignore_index=True), preserve_index=False)
+        pq.write_table(table, path)
+        self._data_rows = []
+
+    def _append_video(self, key: str, images: np.ndarray) -> dict[str, Any]:
+        encoder = self._encoders.get(key)
+        if encoder is not None and encoder.size_bytes() > self.video_limit:
+            encoder.close()
+            self._video_file[key] = _next_file(*self._video_file[key], self.chunks_size)
+            encoder = None
+        chunk, file = self._video_file[key]
+        if encoder is None:
+            path = self.tmp / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+            height, width, _ = self.features[key]["shape"]
+            encoder = self._encoders[key] = VideoEncoder(path, self.fps, height, width)
+        start = encoder.num_frames
+        for image in images:
+            encoder.write(image)
+        return {f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
+                f"videos/{key}/from_timestamp": start / self.fps,
+                f"videos/{key}/to_timestamp": encoder.num_frames / self.fps}
+
+    # ---- finishing ----------------------------------------------------------------------------------
+    def finalize(self) -> Path:
+        """Write the metadata and move the dataset to its folder in one rename. Returns the folder."""
+        if self._buffer:
+            raise ValueError("the last episode is neither saved nor discarded")
+        if not self.episode_rows:
+            raise ValueError("the dataset has no episodes")
+        self._flush_data()
+        for encoder in self._encoders.values():
+            encoder.close()
+        meta = self.tmp / "meta"
+        episodes_path = self.tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
+        episodes_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(self.episode_rows), episodes_path)
+        tasks = pd.DataFrame({"task_index": list(self.tasks.values())}, index=pd.Index(list(self.tasks), name="task"))
+        tasks.to_parquet(meta / "tasks.parquet")
+
+        dataset_stats = {k: stats_lib.feature_stats(np.concatenate(v)) for k, v in self.values.items()}
+        for key, samples in self.image_samples.items():
+            dataset_stats[key] = stats_lib.image_stats(np.concatenate(samples))
+        (meta / "stats.json").write_text(json.dumps(stats_lib.to_json(dataset_stats), indent=2))
+        (meta / "info.json").write_text(json.dumps(self._info(), indent=2))
+        os.replace(self.tmp, self.root)
+        return self.root
+
+    def _info(self) -> dict[str, Any]:
+        features = {}
+        for key, spec in self.features.items():
+            if spec["dtype"] == "video":
+                height, width, channels = spec["shape"]
+                spec = {**spec, "names": ["height", "width", "channels"], "info": {
+                    "video.height": height, "video.width": width, "video.codec": "h264",
+                    "video.pix_fmt": PIX_FMT, "video.is_depth_map": False, "video.fps": self.fps,
+                    "video.channels": channels, "has_audio": False}}
+            features[key] = spec
+        features.update(INDEX_FEATURES)
+        return {
+            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
+            "total_episodes": len(self.episode_rows), "total_frames": self.total_frames,
+            "total_tasks": len(self.tasks), "chunks_size": self.chunks_size,
+            "data_files_size_in_mb": self.data_limit / 2**20, "video_files_size_in_mb": self.video_limit / 2**20,
+            "fps": self.fps, "splits": {"train": f"0:{len(self.episode_rows)}"},
+            "data_path": DATA_PATH, "video_path": VIDEO_PATH if self.video_keys else None, "features": features,
+        }
+
+    def abort(self) -> None:
+        for encoder in self._encoders.values():
+            try:
+                encoder.close()
+            except Exception:  # the folder is deleted anyway
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Episode:
+    index: int
+    start: int  # global frame index of the first frame
+    length: int
+    tasks: tuple[str, ...]
+
+
+class LeRobotDataset:
+    """Read a LeRobot v3.0 dataset from a local folder. Numeric features are loaded into memory; video frames
+    are decoded on demand."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        info_path = self.root / "meta" / "info.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{self.root} is not a LeRobot dataset: {info_path} is missing")
+        try:
+            self.info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{info_path} is not valid JSON: {error}") from error
+        version = str(self.info.get("codebase_version", ""))
+        if not version.startswith("v3"):
+            raise ValueError(f"{info_path}: codebase_version {version!r} is not supported (expected v3.x)")
+        self.fps = float(self.info["fps"])
+        self.features: dict[str, dict] = self.info["features"]
+        self.camera_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
+        self.episodes_table = self._read_parquets(sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")),
+                                                  "meta/episodes")
+        self.episodes = [
+            Episode(int(r["episode_index"]), int(r["dataset_from_index"]), int(r["length"]), tuple(r["tasks"]))
+            for r in self.episodes_table.to_pylist()
+        ]
+        tasks = pd.read_parquet(self._existing(self.root / "meta" / "tasks.parquet"))
+        self.tasks = [str(t) for t in tasks.sort_values("task_index").index]
+        self.stats = {}
+        if (self.root / "meta" / "stats.json").is_file():
+            self.stats = stats_lib.from_json(json.loads((self.root / "meta" / "stats.json").read_text()))
+        self._load_data()
+        self._video_segments = {key: self._segments(key) for key in self.camera_keys}
+        self._decoder = VideoDecoder()
+
+    def _segments(self, key: str) -> dict[int, tuple[Path, float]]:
+        """episode index -> (video file, timestamp of the episode's first frame in it)."""
+        segments = {}
+        for row in self.episodes_table.select(
+            ["episode_index", f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
+        ).to_pylist():
+            path = self.root / self.info["video_path"].format(
+                video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
+            )
+            if not path.is_file():
+                raise FileNotFoundError(f"video file is missing: {path}")
+            segments[int(row["episode_index"])] = (path, float(row[f"videos/{key}/from_timestamp"]))
+        return segments
+
+    def _existing(self, path: Path) -> Path:
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset file is missing: {path}")
+        return path
+
+    def _read_parquets(self, paths: list[Path], what: str) -> pa.Table:
+        if not paths:
+            raise FileNotFoundError(f"{self.root}: no {what} parquet files")
+        tables = []
+        for path in paths:
+            try:
+                tables.append(pq.read_table(self._existing(path)))
+            except pa.ArrowInvalid as error:
+                raise ValueError(f"corrupt parquet file {path}: {error}") from error
+        return pa.concat_tables(tables)
+
+    def _load_data(self) -> None:
+        files = sorted({(int(c), int(f)) for c, f in zip(self.episodes_table["data/chunk_index"].to_pylist(),
+                                                         self.episodes_table["data/file_index"].to_pylist(),
+                                                         strict=True)})
+        paths = [self.root / self.info["data_path"].format(chunk_index=c, file_index=f) for c, f in files]
+        table = self._read_parquets(paths, "data")
+        if table.num_rows != self.info["total_frames"]:
+            raise ValueError(f"{self.root}: info.json says {self.info['total_frames']} frames, data files hold "
+                             f"{table.num_rows}")
+        index = table["index"].to_numpy()
+        if not np.array_equal(index, np.arange(len(index))):
+            raise ValueError(f"{self.root}: data rows are not in 'index' order 0..{len(index) - 1}")
+        self.columns: dict[str, np.ndarray] = {}
+        for key, spec in self.features.items():
+            if spec["dtype"] == "video":
+                continue
+            if key not in table.column_names:
+                raise ValueError(f"{self.root}: feature {key!r} is in info.json but not in the data files")
+            column = table[key].combine_chunks()
+            if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+                values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+            else:
+                values = column.to_numpy(zero_copy_only=False)
+            self.columns[key] = values.astype(spec["dtype"])
+        for episode in self.episodes:
+            got = int((self.columns["episode_index"] == episode.index).sum())
+            if got != episode.length:
+                raise ValueError(f"{self.root}: episode {episode.index} has length {episode.length} in meta/episodes "
+                                 f"but {got} rows in the data files")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @property
+    def has_actions(self) -> bool:
+        return "action" in self.features
+
+    def task_of(self, index: int) -> str:
+        return self.tasks[int(self.columns["task_index"][index])]
+
+    def frames(self, camera: str, episode: int, frame_indices: list[int] | np.ndarray) -> np.ndarray:
+        """Frames (N, H, W, 3) uint8 of `camera` ('observation.images.<name>' or '<name>') in `episode`."""
+        key = camera if camera in self.features else IMAGE_PREFIX + camera
+        if key not in self.camera_keys:
+            raise ValueError(f"camera {camera!r} does not exist; this dataset has {self.camera_keys}")
+        path, start = self._video_segments[key][episode]
+        return self._decoder.decode(path, start + np.asarray(frame_indices) / self.fps, self.fps)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_decoder"] = None  # open containers do not cross process boundaries
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._decoder = VideoDecoder()

@@ -1,0 +1,41 @@
+"""Feature statistics in LeRobot's layout: mean, std, min, max, count and quantiles per dimension.
+
+Images are summarised per channel on values scaled to [0, 1], with shape (3, 1, 1) as LeRobot stores them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+
+
+def feature_stats(values: np.ndarray) -> dict[str, np.ndarray]:
+    """values (N, D) -> {mean, std, min, max, count, q01..q99}, each (D,) except count (1,)."""
+    values = np.asarray(values, dtype=np.float64)
+    stats = {
+        "mean": values.mean(axis=0),
+        "std": values.std(axis=0),
+        "min": values.min(axis=0),
+        "max": values.max(axis=0),
+        "count": np.array([len(values)]),
+    }
+    for name, q in QUANTILES.items():
+        stats[name] = np.quantile(values, q, axis=0)
+    return stats
+
+
+def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """frames (N, H, W, 3) uint8 -> per-channel stats of values in [0, 1], each shaped (3, 1, 1)."""
+    pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
+    stats = feature_stats(pixels)
+    stats = {k: (v.reshape(3, 1, 1) if k != "count" else np.array([len(frames)])) for k, v in stats.items()}
+    return stats
+
+
+def to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict:
+    return {key: {name: np.asarray(v).tolist() for name, v in s.items()} for key, s in stats.items()}
+
+
+def from_json(data: dict) -> dict[str, dict[str, np.ndarray]]:
+    return {key: {name: np.asarray(v, dtype=np.float64) for name, v in s.items()} for key, s in data.items()}

@@ -1,0 +1,111 @@
+"""MP4 video files through PyAV: an appending encoder (several episodes per file) and a seeking decoder.
+
+Frames are (H, W, 3) uint8 RGB. Timestamps are seconds from the start of the file; frame k of a file encoded
+at `fps` has timestamp k / fps.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+CODEC = "libx264"
+PIX_FMT = "yuv420p"
+# A keyframe every 2 frames keeps random access cheap (LeRobot's default); crf 18 is visually lossless.
+CODEC_OPTIONS = {"g": "2", "crf": "18", "preset": "veryfast"}
+SEEK_GAP = 4  # decode on through up to this many frames rather than seek
+
+
+class VideoEncoder:
+    """Appends frames to one mp4 file; `close()` flushes and finalises it."""
+
+    def __init__(self, path: str | Path, fps: int, height: int, width: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = self.container.add_stream(CODEC, rate=fps, options=CODEC_OPTIONS)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, PIX_FMT
+        self.stream.time_base = Fraction(1, fps)
+        self.num_frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """frame (H, W, 3) uint8 RGB."""
+        if frame.shape != (self.stream.height, self.stream.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"video frame must be uint8 ({self.stream.height}, {self.stream.width}, 3), "
+                f"got {frame.dtype} {frame.shape}"
+            )
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = self.num_frames
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+        self.num_frames += 1
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+
+class VideoDecoder:
+    """Decodes frames at timestamps, keeping up to `max_open` containers open (one cache per process)."""
+
+    def __init__(self, max_open: int = 16):
+        self.max_open = max_open
+        self._open: OrderedDict[Path, av.container.InputContainer] = OrderedDict()
+
+    def _container(self, path: Path):
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        if not path.is_file():
+            raise FileNotFoundError(f"video file is missing: {path}")
+        try:
+            container = av.open(str(path))
+        except av.error.FFmpegError as error:
+            raise ValueError(f"cannot open video {path}: {error}") from error
+        self._open[path] = container
+        if len(self._open) > self.max_open:
+            self._open.popitem(last=False)[1].close()
+        return container
+
+    def decode(self, path: str | Path, timestamps: list[float] | np.ndarray, fps: float) -> np.ndarray:
+        """Frames (N, H, W, 3) uint8 at `timestamps` (seconds; each must name a frame within half a frame).
+
+        Wanted frames far apart (sparse future frames) are reached by seeking, near ones by decoding on."""
+        path = Path(path)
+        container = self._container(path)
+        stream = container.streams.video[0]
+        wanted = np.rint(np.asarray(timestamps, dtype=np.float64) * fps).astype(np.int64).tolist()
+        found: dict[int, np.ndarray] = {}
+        frames = None
+        position = None  # index of the last decoded frame
+        try:
+            for target in sorted(set(wanted)):
+                if position is None or target <= position or target - position > SEEK_GAP:
+                    container.seek(int(target / fps / stream.time_base), stream=stream, backward=True)
+                    frames = container.decode(stream)
+                for frame in frames:
+                    position = int(round(float(frame.pts * stream.time_base) * fps))
+                    if position >= target:
+                        break
+                if position == target:
+                    found[target] = frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as error:
+            raise ValueError(f"corrupt video {path}: {error}") from error
+        missing = sorted(set(wanted) - found.keys())
+        if missing:
+            raise ValueError(f"video {path} has no frame at timestamp(s) {[m / fps for m in missing[:5]]}")
+        return np.stack([found[i] for i in wanted])
+
+    def close(self) -> None:
+        for container in self._open.values():
+            container.close()
+        self._open.clear()
