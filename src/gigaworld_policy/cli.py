@@ -16,6 +16,34 @@ def _bench_latency(args: argparse.Namespace) -> None:
     print(json.dumps(result) if args.json else format_latency(result))
 
 
+def _size(text: str) -> tuple[int, int]:
+    """'96x128' -> (96, 128) as (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 96x96, got {text!r}") from error
+    return height, width
+
+
+def _collect_metaworld(args: argparse.Namespace) -> None:
+    from .envs.metaworld import collect
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    cameras = tuple(c.strip() for c in args.cameras.split(","))
+    report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps)
+    for task, row in report.items():
+        print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
+              f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")
+    print(f"wrote {args.out}")
+
+
+def _convert_videos(args: argparse.Namespace) -> None:
+    from .data.video_folder import convert_video_folder
+
+    path = convert_video_folder(args.folder, args.out, args.fps, args.size, args.frame_stride, args.camera)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--repeats", type=int, default=3, help="timed runs per path (median reported)")
     latency.add_argument("--json", action="store_true", help="print one JSON object")
     latency.set_defaults(run=_bench_latency)
+
+    collect = commands.add_parser("collect", help="record demonstrations").add_subparsers(dest="env", required=True)
+    metaworld = collect.add_parser("metaworld", help="Meta-World scripted experts -> LeRobot v3.0 dataset")
+    metaworld.add_argument("--tasks", required=True, help="comma-separated, e.g. reach-v3,button-press-topdown-v3")
+    metaworld.add_argument("--episodes", type=int, default=50, help="successful episodes per task")
+    metaworld.add_argument("--out", required=True, help="new dataset folder")
+    metaworld.add_argument("--cameras", default="corner,corner2,gripperPOV")
+    metaworld.add_argument("--image-size", type=_size, default=(96, 96), help="HEIGHTxWIDTH per camera")
+    metaworld.add_argument("--seed", type=int, default=0)
+    metaworld.add_argument("--max-steps", type=int, default=500)
+    metaworld.add_argument("--fps", type=int, default=10)
+    metaworld.set_defaults(run=_collect_metaworld)
+
+    convert = commands.add_parser("convert", help="convert data").add_subparsers(dest="source", required=True)
+    videos = convert.add_parser("videos", help="folder of .mp4 (+ .txt captions) -> video-only dataset")
+    videos.add_argument("--folder", required=True)
+    videos.add_argument("--out", required=True)
+    videos.add_argument("--fps", type=int, default=10)
+    videos.add_argument("--size", type=_size, default=None, help="HEIGHTxWIDTH (default: the first video's)")
+    videos.add_argument("--frame-stride", type=int, default=1)
+    videos.add_argument("--camera", default="main")
+    videos.set_defaults(run=_convert_videos)
     return parser
 
 
@@ -37,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         sys.exit(f"gwp: error: {error}")
 
 

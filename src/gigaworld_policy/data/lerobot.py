@@ -193,7 +193,7 @@ class LeRobotDatasetWriter:
 
     def _append_video(self, key: str, images: np.ndarray) -> dict[str, Any]:
         encoder = self._encoders.get(key)
-        if encoder is not None and encoder.size_bytes() > self.video_limit:
+        if encoder is not None and encoder.encoded_bytes > self.video_limit:
             encoder.close()
             self._video_file[key] = _next_file(*self._video_file[key], self.chunks_size)
             encoder = None

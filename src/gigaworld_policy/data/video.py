@@ -31,6 +31,7 @@ class VideoEncoder:
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, PIX_FMT
         self.stream.time_base = Fraction(1, fps)
         self.num_frames = 0
+        self.encoded_bytes = 0  # of packets muxed so far (the file on disk lags behind its buffers)
 
     def write(self, frame: np.ndarray) -> None:
         """frame (H, W, 3) uint8 RGB."""
@@ -42,6 +43,7 @@ class VideoEncoder:
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         video_frame.pts = self.num_frames
         for packet in self.stream.encode(video_frame):
+            self.encoded_bytes += packet.size
             self.container.mux(packet)
         self.num_frames += 1
 
@@ -49,9 +51,6 @@ class VideoEncoder:
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
-
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
 
 
 class VideoDecoder:
