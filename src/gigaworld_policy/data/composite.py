@@ -10,7 +10,8 @@ Each view is fitted into its cell by `fit`: "letterbox" keeps its aspect ratio a
 
 from __future__ import annotations
 
-import torch
+from itertools import pairwise
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,7 +31,7 @@ def layout_cells(layout: str, num_views: int, height: int, width: int) -> list[t
         top, half = height // 2, width // 2
         return [(0, 0, top, width), (top, 0, height - top, half), (top, half, height - top, width - half)]
     edges = [round(i * width / num_views) for i in range(num_views + 1)]
-    return [(0, left, height, right - left) for left, right in zip(edges, edges[1:], strict=False)]
+    return [(0, left, height, right - left) for left, right in pairwise(edges)]
 
 
 def _fit(view: Tensor, height: int, width: int, fit: str) -> Tensor:

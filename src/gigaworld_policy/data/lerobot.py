@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import stats as stats_lib
-from .video import CODEC, PIX_FMT, VideoDecoder, VideoEncoder
+from .video import PIX_FMT, VideoDecoder, VideoEncoder
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -290,8 +290,8 @@ class LeRobotDataset:
         self.fps = float(self.info["fps"])
         self.features: dict[str, dict] = self.info["features"]
         self.camera_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
-        self.episodes_table = self._read_parquets(sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")),
-                                                  "meta/episodes")
+        episode_files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        self.episodes_table = self._read_parquets(episode_files, "meta/episodes")
         self.episodes = [
             Episode(int(r["episode_index"]), int(r["dataset_from_index"]), int(r["length"]), tuple(r["tasks"]))
             for r in self.episodes_table.to_pylist()

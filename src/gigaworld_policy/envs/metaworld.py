@@ -111,12 +111,12 @@ class MetaWorldEnv:
         return self._observation(), success, success or terminated or truncated or self.steps >= self.max_steps
 
     def expert_action(self) -> np.ndarray:
-        """The scripted expert's action for the current state."""
+        """The scripted expert's action for the current state, clipped to the action space as executed."""
         from metaworld.policies import ENV_POLICY_MAP
 
         if not hasattr(self, "_expert"):
             self._expert = ENV_POLICY_MAP[self.task]()
-        return np.asarray(self._expert.get_action(self._obs), dtype=np.float32)
+        return np.clip(self._expert.get_action(self._obs), -1, 1).astype(np.float32)
 
     def close(self) -> None:
         self.renderer.close()
