@@ -23,6 +23,7 @@ from ..config import PolicyConfig
 from .composite import composite, to_model_range
 from .lerobot import LeRobotDataset
 from .normalize import Normalizer, to_delta
+from .stats import feature_stats
 
 STATE, ACTION = "observation.state", "action"
 
@@ -82,8 +83,6 @@ class PolicyDataset(Dataset):
     def _action_stats(self) -> dict[str, np.ndarray]:
         if not self.data.delta_action_dims:
             return self.dataset.stats[ACTION]
-        from .stats import feature_stats
-
         # Statistics of a_{t+k} - s_t over chunks starting at a random subset of frames.
         rng = np.random.default_rng(self.data.seed)
         frames = rng.choice(len(self.dataset.columns[ACTION]), min(self.data.delta_stats_frames, len(self)),

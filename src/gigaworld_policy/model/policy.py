@@ -237,6 +237,15 @@ class GigaWorldPolicy(nn.Module):
         noise = F.pad(noise, (0, shape[2] - noise.shape[2])).to(self.device, self.dtype)
         return noise * inputs.action_dim_mask[:, None]
 
+    def _video_noise(self, inputs: PolicyInputs, noise: Tensor | None, generator=None) -> Tensor:
+        cfg = self.config
+        shape = (inputs.batch_size, cfg.codec.latent_channels, cfg.num_future_latent_frames, *cfg.latent_size)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"video noise must have shape {shape}, got {tuple(noise.shape)}")
+        return noise.to(self.device, self.dtype)
+
     def _output_action_dims(self, inputs: PolicyInputs) -> int:
         return int(inputs.action_dim_mask.sum(dim=1).max())
 
@@ -277,18 +286,12 @@ class GigaWorldPolicy(nn.Module):
         noise: (B, C, F', h, w) in latent space."""
         inputs = self.prepare({**batch, "actions": actions})
         observation = self._encode_frames(inputs.image[:, None])
-        num_frames = self.config.num_future_latent_frames
-        shape = (inputs.batch_size, self.config.codec.latent_channels, num_frames, *self.config.latent_size)
-        if noise is None:
-            noise = torch.randn(shape, generator=generator)
-        if tuple(noise.shape) != shape:
-            raise ValueError(f"video noise must have shape {shape}, got {tuple(noise.shape)}")
-        layout = self._layout(inputs, self.config.chunk_size, num_frames)
+        layout = self._layout(inputs, self.config.chunk_size, self.config.num_future_latent_frames)
         context = torch.cat(
             [self._prefix_tokens(inputs, observation), self.action_encoder(inputs.actions, inputs.embodiment)], 1
         )
         future = self._denoise_last_block(
-            context, layout, "future", noise.to(self.device, self.dtype),
+            context, layout, "future", self._video_noise(inputs, noise, generator),
             embed=self.transformer.patchify, head=self._video_velocity,
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
         )
@@ -311,9 +314,6 @@ class GigaWorldPolicy(nn.Module):
         layout = self._layout(inputs, self.config.chunk_size, num_frames)
         plan = self._plan(layout, slice(0, layout.num_tokens))
         prefix, text = self._prefix_tokens(inputs, observation), self._text(inputs)
-        shape = (inputs.batch_size, self.config.codec.latent_channels, num_frames, *self.config.latent_size)
-        if video_noise is None:
-            video_noise = torch.randn(shape, generator=generator)
         action_mask = inputs.action_dim_mask[:, None]
 
         def velocity(x: list[Tensor], sigma: Tensor) -> list[Tensor]:
@@ -327,7 +327,7 @@ class GigaWorldPolicy(nn.Module):
                 self._video_velocity(hidden[:, layout.span("future")]),
             ]
 
-        start = [self._action_noise(inputs, action_noise, generator), video_noise.to(self.device, self.dtype)]
+        start = [self._action_noise(inputs, action_noise, generator), self._video_noise(inputs, video_noise, generator)]
         actions, future = self._euler(start, num_steps or self.config.num_inference_steps, velocity)
         return actions[..., : self._output_action_dims(inputs)], future
 
