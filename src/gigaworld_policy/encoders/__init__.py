@@ -1,4 +1,4 @@
-"""Latent codecs (images <-> latents)."""
+"""Latent codecs (images <-> latents) and frozen text encoders (instructions -> token embeddings)."""
 
 from .pixel import PixelCodec
 
