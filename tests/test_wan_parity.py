@@ -65,3 +65,32 @@ def test_gwp0_transformer_is_wan22_ti2v_5b():
     assert our_shapes == ref_shapes
     num_params = sum(p.numel() for p in policy.transformer.parameters())
     assert 4.9e9 < num_params < 5.1e9, num_params
+
+
+@pytest.mark.parametrize("shard", [False, True], ids=["single_file", "sharded"])
+def test_from_wan_loads_a_diffusers_folder(tmp_path, shard):
+    kwargs = {**TINY_WAN, "in_channels": 48, "out_channels": 48, "rope_max_seq_len": 64}
+    torch.manual_seed(0)
+    reference = WanTransformer3DModel(**kwargs).eval()
+    reference.save_pretrained(tmp_path / "transformer", max_shard_size="20KB" if shard else "10GB")
+    assert any(p.name.endswith(".index.json") for p in (tmp_path / "transformer").iterdir()) == shard
+    policy = GigaWorldPolicy.from_wan(tmp_path / "transformer")
+    assert policy.config.chunk_size == 48 and policy.config.transformer.num_layers == 2  # gwp0 + folder dims
+    g = torch.Generator().manual_seed(1)
+    video, text = torch.randn(1, 48, 2, 4, 4, generator=g), torch.randn(1, 5, 16, generator=g)
+    with torch.no_grad():
+        assert (policy.transformer(video, torch.tensor([500.0]), text)
+                - reference(video, torch.tensor([500.0]), text).sample).abs().max() < 1e-5
+
+
+def test_from_wan_names_a_wrong_shaped_key(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    kwargs = {**TINY_WAN, "in_channels": 48, "out_channels": 48, "rope_max_seq_len": 64}
+    WanTransformer3DModel(**kwargs).save_pretrained(tmp_path / "transformer")
+    path = tmp_path / "transformer" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(path))
+    state["blocks.1.attn1.to_q.weight"] = torch.zeros(3, 3)
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match=r"'blocks.1.attn1.to_q.weight' has shape \(3, 3\).*expects \(24, 24\)"):
+        GigaWorldPolicy.from_wan(tmp_path / "transformer")

@@ -351,6 +351,21 @@ class GigaWorldPolicy(nn.Module):
         policy.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=str(device)), assign=True)
         return policy.eval()
 
+    @classmethod
+    def from_wan(cls, transformer_dir: str | os.PathLike, config: PolicyConfig | None = None) -> GigaWorldPolicy:
+        """A policy whose transformer starts from Wan2.2 weights in diffusers' format (e.g. the `transformer`
+        folder of Wan2.2-TI2V-5B-Diffusers); only the state/action heads start fresh. With `config=None` the
+        transformer dimensions come from the folder and everything else from the `gwp0` preset."""
+        from .wan_weights import load_into, load_wan_state_dict, read_wan_config
+
+        wan = read_wan_config(transformer_dir)
+        config = config or PolicyConfig.preset("gwp0").replace(transformer=wan)
+        if config.transformer != wan:
+            raise ValueError(f"config.transformer {config.transformer} differs from the folder's {wan}")
+        policy = cls(config)
+        load_into(policy.transformer, load_wan_state_dict(transformer_dir))
+        return policy
+
     # ---- examples -----------------------------------------------------------------------------------
     def example_batch(self, batch_size: int = 2, seed: int = 0) -> dict[str, Any]:
         """A valid random training batch for this policy's config (see `inputs.py` for the keys)."""
