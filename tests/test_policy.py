@@ -118,7 +118,7 @@ def test_video_only_batch_trains(tiny_policy):
     tiny_policy.train()
     optimizer = torch.optim.Adam(tiny_policy.parameters(), lr=3e-3)
     losses = []
-    for step in range(30):
+    for step in range(60):
         loss, info = _loss(tiny_policy, batch, seed=step % 3)
         assert info["loss_action"] == 0
         optimizer.zero_grad()

@@ -202,13 +202,13 @@ class PolicyConfig:
 def _tiny() -> PolicyConfig:
     return PolicyConfig(
         transformer=WanConfig(
-            num_attention_heads=2, attention_head_dim=16, in_channels=48, out_channels=48, text_dim=32,
+            num_attention_heads=2, attention_head_dim=16, in_channels=48, out_channels=48, text_dim=384,
             freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=64,
         ),
         codec=CodecConfig("pixel", spatial_factor=4, latent_channels=48),
         embodiments=(EmbodimentSpec("sawyer", 4, 4), EmbodimentSpec("bimanual", 14, 14)),
         max_state_dim=14, max_action_dim=14, projector_hidden_dims=(32,),
-        image_size=(32, 32), text_len=8, chunk_size=8, num_future_frames=2, future_stride=4,
+        image_size=(32, 32), text_len=16, chunk_size=8, num_future_frames=2, future_stride=4,
         num_inference_steps=4,
     )
 

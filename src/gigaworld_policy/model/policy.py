@@ -37,6 +37,8 @@ from .wan import KV, Rope, TextContext, WanTransformer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+EMA_WEIGHTS_NAME = "ema.safetensors"
+NORMALIZATION_NAME = "normalization.json"
 
 
 class SequencePlan(NamedTuple):
@@ -70,6 +72,8 @@ class GigaWorldPolicy(nn.Module):
         # only. The Wan VAE codec has weights and is attached after construction.
         self.codec = make_codec(config) if config.codec.kind == "pixel" else None
         self.text_encoder: TextEncoder | None = None
+        # How robot units map to model units, per embodiment name (from the training data); saved with the weights.
+        self.normalization: dict[str, dict] = {}
 
     @property
     def device(self) -> torch.device:
@@ -127,6 +131,10 @@ class GigaWorldPolicy(nn.Module):
         return self.transformer.unpatchify(self.transformer.proj_out(hidden), (frames, rows, cols))
 
     # ---- training -----------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None):
+        """Same as `compute_loss`; going through `forward` lets DDP/FSDP wrappers synchronise gradients."""
+        return self.compute_loss(batch, generator)
+
     def compute_loss(
         self, batch: dict[str, Any], generator: torch.Generator | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -332,23 +340,37 @@ class GigaWorldPolicy(nn.Module):
         return actions[..., : self._output_action_dims(inputs)], future
 
     # ---- checkpoints --------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors into `directory`, atomically (all or nothing)."""
+    def save_pretrained(self, directory: str | os.PathLike, ema_state: dict[str, Tensor] | None = None) -> None:
+        """Write config.json, model.safetensors, normalization.json (and ema.safetensors) atomically."""
         with atomic_directory(directory) as tmp:
-            (tmp / CONFIG_NAME).write_text(self.config.to_json())
-            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            self.write_pretrained(tmp, ema_state)
+
+    def write_pretrained(self, folder: Path, ema_state: dict[str, Tensor] | None = None) -> None:
+        """Write the checkpoint files into an existing folder (callers make that atomic)."""
+        (folder / CONFIG_NAME).write_text(self.config.to_json())
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        if ema_state is not None:
+            ema = {k: v.detach().contiguous().cpu() for k, v in ema_state.items()}
+            save_file(ema, str(folder / EMA_WEIGHTS_NAME), metadata={"format": "pt"})
+        (folder / NORMALIZATION_NAME).write_text(json.dumps(self.normalization, indent=2))
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> GigaWorldPolicy:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = False
+    ) -> GigaWorldPolicy:
+        """Load a checkpoint folder; `ema=True` takes the EMA weights (training checkpoints have them)."""
         directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
+        weights = EMA_WEIGHTS_NAME if ema else WEIGHTS_NAME
+        for name in (CONFIG_NAME, weights):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
         config = PolicyConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
         with torch.device("meta"):
             policy = cls(config)
-        policy.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=str(device)), assign=True)
+        policy.load_state_dict(load_file(str(directory / weights), device=str(device)), assign=True)
+        if (directory / NORMALIZATION_NAME).is_file():
+            policy.normalization = json.loads((directory / NORMALIZATION_NAME).read_text())
         return policy.eval()
 
     @classmethod

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ..config import WanConfig
@@ -218,6 +219,7 @@ class WanTransformer(nn.Module):
         )
         self.proj_out = nn.Linear(dim, out_channels * math.prod(patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.gradient_checkpointing = False  # recompute block activations in backward to save memory
 
     @classmethod
     def from_config(cls, config: WanConfig) -> WanTransformer:
@@ -270,7 +272,11 @@ class WanTransformer(nn.Module):
         new_kv = []
         for i, block in enumerate(self.blocks):
             past = None if past_kv is None else past_kv[i]
-            x, kv = block(x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
+            args = (x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x, kv = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+            else:
+                x, kv = block(*args)
             new_kv.append(kv)
         return x, new_kv
 
