@@ -47,6 +47,7 @@ def _convert_videos(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("train", help="train a policy (see `gwp train --help`)", add_help=False)
 
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="benchmark", required=True)
     latency = bench.add_parser("latency", help="decoding latency: cached action-only vs uncached vs joint")
@@ -83,7 +84,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_command(argv: list[str]) -> None:
+    """`gwp train [--config FILE.json|.yaml] [--field value ...]`: options are TrainConfig's fields, nested ones
+    dotted (--optim.lr 3e-4, --data.cameras corner corner2); a config file sets defaults that flags override."""
+    import tyro
+
+    from .train import TrainConfig, train
+
+    default = TrainConfig()
+    if "--config" in argv:
+        position = argv.index("--config")
+        default = load_train_config(argv[position + 1])
+        argv = argv[:position] + argv[position + 2 :]
+    config = tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
+    final = train(config)
+    print(f"final checkpoint: {final}")
+
+
+def load_train_config(path: str):
+    import dataclasses
+
+    import yaml
+
+    from .train import TrainConfig
+
+    text = open(path).read()
+    data = yaml.safe_load(text)  # JSON is YAML too
+    nested = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    kwargs = dict(data)
+    defaults = TrainConfig()
+    for name in ("optim", "data"):
+        if name in kwargs:
+            kwargs[name] = dataclasses.replace(getattr(defaults, name), **kwargs[name])
+    unknown = set(kwargs) - set(nested)
+    if unknown:
+        raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+    return TrainConfig(**kwargs)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "train":
+        try:
+            train_command(argv[1:])
+        except (ValueError, FileNotFoundError, FileExistsError) as error:
+            sys.exit(f"gwp: error: {error}")
+        return
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

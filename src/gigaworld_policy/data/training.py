@@ -41,7 +41,11 @@ class DataConfig:
 
 
 class PolicyDataset(Dataset):
-    def __init__(self, dataset: LeRobotDataset, config: PolicyConfig, data: DataConfig | None = None):
+    """normalization: a `normalization_state()` to reuse (e.g. a checkpoint's, or another dataset's of the same
+    robot); by default the statistics of `dataset` are used."""
+
+    def __init__(self, dataset: LeRobotDataset, config: PolicyConfig, data: DataConfig | None = None,
+                 normalization: dict | None = None):
         self.dataset, self.config = dataset, config
         self.data = data = data or DataConfig()
         self.cameras = self._cameras()
@@ -60,11 +64,34 @@ class PolicyDataset(Dataset):
             raise ValueError("delta actions need both 'observation.state' and 'action' in the dataset")
         self.delta_mask = torch.zeros(dataset.columns[ACTION].shape[1] if self.has_actions else 0, dtype=torch.bool)
         self.delta_mask[list(data.delta_action_dims)] = True
-        self.state_normalizer = (
-            Normalizer.from_stats(dataset.stats[STATE], data.normalization) if self.has_state else None
-        )
-        self.action_normalizer = Normalizer.from_stats(self._action_stats(), data.normalization) if (
-            self.has_actions) else None
+        self._check_dims()
+        if normalization is not None:
+            given, wanted = list(normalization["delta_action_dims"]), list(data.delta_action_dims)
+            if given != wanted:
+                raise ValueError(f"the normalisation is for delta action dims {given}, this dataset uses {wanted}")
+            self.state_normalizer = Normalizer.from_dict(normalization["state"]) if self.has_state else None
+            self.action_normalizer = Normalizer.from_dict(normalization["action"]) if self.has_actions else None
+        else:
+            self.state_normalizer = (
+                Normalizer.from_stats(dataset.stats[STATE], data.normalization) if self.has_state else None
+            )
+            self.action_normalizer = (
+                Normalizer.from_stats(self._action_stats(), data.normalization) if self.has_actions else None
+            )
+
+    @property
+    def embodiment_name(self) -> str:
+        return self.config.embodiments[self.data.embodiment].name
+
+    def _check_dims(self) -> None:
+        if not 0 <= self.data.embodiment < len(self.config.embodiments):
+            raise ValueError(f"embodiment id {self.data.embodiment} is not one of the policy's "
+                             f"{[e.name for e in self.config.embodiments]}")
+        spec = self.config.embodiments[self.data.embodiment]
+        for key, name, expected in ((STATE, "state", spec.state_dim), (ACTION, "action", spec.action_dim)):
+            if key in self.dataset.columns and self.dataset.columns[key].shape[1] != expected:
+                raise ValueError(f"{self.dataset.root}: '{key}' has {self.dataset.columns[key].shape[1]} dims, "
+                                 f"embodiment {spec.name!r} expects {name}_dim {expected}")
 
     def _cameras(self) -> list[str]:
         available = self.dataset.camera_keys

@@ -345,10 +345,12 @@ class GigaWorldPolicy(nn.Module):
         with atomic_directory(directory) as tmp:
             self.write_pretrained(tmp, ema_state)
 
-    def write_pretrained(self, folder: Path, ema_state: dict[str, Tensor] | None = None) -> None:
-        """Write the checkpoint files into an existing folder (callers make that atomic)."""
+    def write_pretrained(self, folder: Path, ema_state: dict[str, Tensor] | None = None,
+                         state: dict[str, Tensor] | None = None) -> None:
+        """Write the checkpoint files into an existing folder (callers make that atomic). `state`: the full
+        weights when this module holds only a shard of them (FSDP)."""
         (folder / CONFIG_NAME).write_text(self.config.to_json())
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in (state or self.state_dict()).items()}
         save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         if ema_state is not None:
             ema = {k: v.detach().contiguous().cpu() for k, v in ema_state.items()}

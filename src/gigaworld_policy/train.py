@@ -1,0 +1,340 @@
+"""Training: embodied pre-training (video loss only) and post-training (video + action losses).
+
+    gwp train --dataset DIR --preset tiny --steps N --output-dir OUT [--resume]
+
+Runs on one CPU as is, and on many GPUs under `accelerate launch` or `torchrun` (DDP or FSDP, bf16), because
+everything distributed goes through HF accelerate. Resume is exact: the sample order is a pure function of
+(seed, position), the flow-matching noise of step s is drawn from a generator seeded by (seed, s, rank, micro-step),
+and optimizer, scheduler, EMA and RNG states are restored.
+
+Output folder:
+    OUT/train_config.json                    the resolved configuration of the run
+    OUT/checkpoints/<step>/                  a policy folder (config.json, model.safetensors, ema.safetensors,
+                                             normalization.json) + training_state/ (optimizer, scheduler, RNG,
+                                             data position), written atomically
+    OUT/checkpoints/last -> <step>           the newest complete checkpoint
+    OUT/logs/                                TensorBoard event files
+    OUT/validation/step-<step>.png           predicted vs true future frames of held-out samples
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+from .atomic import atomic_directory
+from .config import PolicyConfig
+from .data import DataConfig, LeRobotDataset, PolicyDataset
+from .data.sampler import ResumableSampler
+from .model.policy import GigaWorldPolicy
+
+CHECKPOINTS = "checkpoints"
+TRAINING_STATE = "training_state"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    warmup_steps: int = 100
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+
+
+@dataclass
+class TrainConfig:
+    dataset: tuple[str, ...] = ()  # one or more LeRobot v3.0 folders
+    dataset_weights: tuple[float, ...] = ()  # sampling weight of each dataset (default: by size)
+    preset: str = "tiny"
+    policy_config: str | None = None  # a config.json to use instead of the preset
+    stage: Literal["pretrain", "posttrain"] = "posttrain"
+    init: str | None = None  # checkpoint folder to start from (e.g. a pretrain run's)
+    output_dir: str = "outputs/train"
+    resume: bool = False
+    steps: int = 1000
+    batch_size: int = 8  # per process and micro-step
+    grad_accum: int = 1
+    num_workers: int = 2
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.999  # 0 turns EMA off
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    log_with: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    val_every: int = 0  # 0 = no periodic validation
+    val_episodes: int = 0  # last episodes of the first dataset held out for validation
+    val_samples: int = 8
+    video_loss_weight: float | None = None  # overrides of the policy config, for ablations
+    action_loss_weight: float | None = None
+    shared_flow_time: bool | None = None
+    text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str):
+            self.dataset = (self.dataset,)
+        if self.dataset_weights and len(self.dataset_weights) != len(self.dataset):
+            raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
+
+    def policy(self) -> PolicyConfig:
+        if self.policy_config:
+            config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
+        else:
+            config = PolicyConfig.preset(self.preset)
+        overrides = {k: getattr(self, k) for k in ("video_loss_weight", "action_loss_weight", "shared_flow_time")}
+        return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+class EMA:
+    """Exponential moving average of the trainable weights (fp32, on the weights' device)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            self.shadow[key].lerp_(value.detach().float(), 1 - self.decay)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+
+
+class Progress:
+    """Training position, checkpointed with the rest of the training state."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.samples = 0  # global samples consumed: the data position
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "samples": self.samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.samples = int(state["step"]), int(state["samples"])
+
+
+def lr_lambda(optim: OptimConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        if optim.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
+    """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
+    per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation."""
+    if not cfg.dataset:
+        raise ValueError("no training data: pass --dataset DIR (one or more)")
+    parts, validation = [], None
+    normalization = dict(policy.normalization)
+    for number, root in enumerate(cfg.dataset):
+        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data,
+                                normalization=normalization.get(policy.config.embodiments[cfg.data.embodiment].name))
+        normalization.setdefault(samples.embodiment_name, samples.normalization_state())
+        indices = torch.arange(len(samples))
+        if number == 0 and cfg.val_episodes:
+            episodes = samples.dataset.episodes
+            if cfg.val_episodes >= len(episodes):
+                raise ValueError(f"cannot hold out {cfg.val_episodes} of {len(episodes)} episodes for validation")
+            first_val = episodes[-cfg.val_episodes].start
+            validation = Subset(samples, range(first_val, len(samples)))
+            indices = indices[:first_val]
+        parts.append(Subset(samples, indices.tolist()))
+    policy.normalization = normalization
+    weights = cfg.dataset_weights or tuple(float(len(p)) for p in parts)
+    per_sample = torch.cat([torch.full((len(p),), w / len(p)) for p, w in zip(parts, weights, strict=True)])
+    return ConcatDataset(parts), validation, per_sample
+
+
+def _collate(drop_actions: bool):
+    def collate(samples: list[dict]) -> dict:
+        batch = torch.utils.data.default_collate(samples)
+        if drop_actions:  # stage 1 learns the video alone, even on robot data
+            batch.pop("actions", None)
+            batch.pop("action_is_pad", None)
+        return batch
+
+    return collate
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    last = output_dir / CHECKPOINTS / "last"
+    return last.resolve() if last.exists() else None
+
+
+def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step: int, keep: int) -> None:
+    """All ranks call this (FSDP gathers and saves collectively); the folder appears complete or not at all."""
+    root = output_dir / CHECKPOINTS
+    staging = root / f".{step:06d}.staging"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / TRAINING_STATE))
+    full_state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        with atomic_directory(root / f"{step:06d}") as tmp:
+            os.replace(staging / TRAINING_STATE, tmp / TRAINING_STATE)
+            accelerator.unwrap_model(model).write_pretrained(tmp, ema.shadow if ema else None, state=full_state)
+        shutil.rmtree(staging, ignore_errors=True)
+        link = root / ".last.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"{step:06d}")
+        os.replace(link, root / "last")
+        for old in sorted(p for p in root.iterdir() if p.name.isdigit())[: -max(keep, 1)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run training; returns the folder of the final checkpoint."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import ProjectConfiguration
+    from tqdm import tqdm
+
+    output_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision,
+        log_with=None if cfg.log_with == "none" else cfg.log_with,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # Video-only batches leave the action heads unused; DDP must not wait for their gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        step_scheduler_with_optimizer=False,
+    )
+    resume_from = _latest_checkpoint(output_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {output_dir / CHECKPOINTS}")
+    if not cfg.resume and _latest_checkpoint(output_dir) is not None:
+        raise FileExistsError(f"{output_dir} already has checkpoints: pass --resume or choose a new --output-dir")
+
+    if resume_from is not None:
+        policy = GigaWorldPolicy.from_pretrained(resume_from)
+    elif cfg.init:
+        init = GigaWorldPolicy.from_pretrained(cfg.init)
+        policy = GigaWorldPolicy(cfg.policy())
+        policy.load_state_dict(init.state_dict())
+        policy.normalization = init.normalization
+    else:
+        torch.manual_seed(cfg.seed)
+        policy = GigaWorldPolicy(cfg.policy())
+    policy.train()
+    policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
+    text_encoder = None
+    if cfg.text_encoder == "minilm":
+        from .encoders.text import TextEncoder
+
+        text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
+        if text_encoder.dim != policy.config.transformer.text_dim:
+            raise ValueError(f"MiniLM is {text_encoder.dim} wide, the policy's text_dim is "
+                             f"{policy.config.transformer.text_dim}")
+    policy.text_encoder = text_encoder
+
+    train_set, val_set, weights = build_datasets(cfg, policy)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
+    ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    progress = Progress()
+    model, optimizer = accelerator.prepare(policy, optimizer)
+    accelerator.register_for_checkpointing(scheduler, progress, *([ema] if ema else []))
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from / TRAINING_STATE))
+    unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
+
+    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    sampler = ResumableSampler(len(train_set), cfg.seed, progress.samples, accelerator.process_index,
+                               accelerator.num_processes, weights if cfg.dataset_weights else None)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        collate_fn=_collate(cfg.stage == "pretrain"),
+                        persistent_workers=cfg.num_workers > 0)
+    batches = iter(loader)
+
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "train_config.json").write_text(cfg.to_json())
+        print(cfg.to_json())
+    if cfg.log_with != "none":
+        accelerator.init_trackers("gigaworld-policy", config={"preset": cfg.preset, "stage": cfg.stage,
+                                                              "steps": cfg.steps, "lr": cfg.optim.lr})
+
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
+    while progress.step < cfg.steps:
+        logs = {"loss": 0.0, "loss_action": 0.0, "loss_video": 0.0}
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            seed = ((cfg.seed * 1_000_003 + progress.step) * 64 + accelerator.process_index) * 64 + micro
+            generator = torch.Generator().manual_seed(seed)
+            with accelerator.accumulate(model):
+                loss, info = model(batch, generator=generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad()
+            logs["loss"] += loss.item() / cfg.grad_accum
+            logs["loss_action"] += float(info["loss_action"]) / cfg.grad_accum
+            logs["loss_video"] += float(info["loss_video"]) / cfg.grad_accum
+        scheduler.step()
+        if ema:
+            ema.update(unwrapped)
+        progress.step += 1
+        progress.samples += per_step
+        bar.update()
+        bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        if progress.step % cfg.log_every == 0 and cfg.log_with != "none":
+            accelerator.log({**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]},
+                            step=progress.step)
+        if cfg.val_every and val_set is not None and progress.step % cfg.val_every == 0:
+            if accelerator.is_main_process:
+                metrics = validate(unwrapped, val_set, cfg, output_dir / "validation" / f"step-{progress.step:06d}.png")
+                if cfg.log_with != "none":
+                    accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
+            accelerator.wait_for_everyone()
+        if progress.step % cfg.save_every == 0 or progress.step == cfg.steps:
+            _save_checkpoint(accelerator, model, ema, output_dir, progress.step, cfg.keep_checkpoints)
+    bar.close()
+    accelerator.end_training()
+    return output_dir / CHECKPOINTS / f"{progress.step:06d}"
+
+
+def validate(policy: GigaWorldPolicy, samples: Subset, cfg: TrainConfig, image_path: Path) -> dict[str, float]:
+    """Open-loop action error and future-frame error on held-out samples; saves a comparison image."""
+    from .evaluate import open_loop, save_future_comparison
+
+    policy.eval()
+    indices = torch.linspace(0, len(samples) - 1, min(cfg.val_samples, len(samples))).long().tolist()
+    batch = torch.utils.data.default_collate([samples[i] for i in indices])
+    metrics, predicted = open_loop(policy, batch, generator=torch.Generator().manual_seed(cfg.seed))
+    if predicted is not None:
+        save_future_comparison(image_path, batch["future_images"], predicted)
+    policy.train()
+    return metrics
