@@ -97,8 +97,7 @@ def train_command(argv: list[str]) -> None:
         default = load_train_config(argv[position + 1])
         argv = argv[:position] + argv[position + 2 :]
     config = tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
-    final = train(config)
-    print(f"final checkpoint: {final}")
+    print(f"final checkpoint: {train(config).checkpoint}")
 
 
 def load_train_config(path: str):

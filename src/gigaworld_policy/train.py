@@ -50,6 +50,7 @@ class OptimConfig:
     warmup_steps: int = 100
     schedule: Literal["cosine", "constant"] = "cosine"
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    decay_steps: int | None = None  # length of the cosine; None = the run's --steps
 
 
 @dataclass
@@ -156,9 +157,9 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
     parts, validation = [], None
     normalization = dict(policy.normalization)
     for number, root in enumerate(cfg.dataset):
-        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data,
-                                normalization=normalization.get(policy.config.embodiments[cfg.data.embodiment].name))
-        normalization.setdefault(samples.embodiment_name, samples.normalization_state())
+        name = policy.config.embodiments[cfg.data.embodiment].name
+        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=normalization.get(name))
+        normalization[name] = samples.normalization_state()
         indices = torch.arange(len(samples))
         if number == 0 and cfg.val_episodes:
             episodes = samples.dataset.episodes
@@ -214,8 +215,14 @@ def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step
     accelerator.wait_for_everyone()
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the folder of the final checkpoint."""
+@dataclass
+class TrainResult:
+    checkpoint: Path  # folder of the final checkpoint
+    policy: GigaWorldPolicy  # the trained policy of this process (its raw, non-EMA weights)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run training to `cfg.steps`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import ProjectConfiguration
     from tqdm import tqdm
@@ -261,7 +268,7 @@ def train(cfg: TrainConfig) -> Path:
     train_set, val_set, weights = build_datasets(cfg, policy)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.optim.decay_steps or cfg.steps))
     ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
     progress = Progress()
     model, optimizer = accelerator.prepare(policy, optimizer)
@@ -323,7 +330,7 @@ def train(cfg: TrainConfig) -> Path:
             _save_checkpoint(accelerator, model, ema, output_dir, progress.step, cfg.keep_checkpoints)
     bar.close()
     accelerator.end_training()
-    return output_dir / CHECKPOINTS / f"{progress.step:06d}"
+    return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped)
 
 
 def validate(policy: GigaWorldPolicy, samples: Subset, cfg: TrainConfig, image_path: Path) -> dict[str, float]:

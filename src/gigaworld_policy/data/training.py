@@ -42,7 +42,7 @@ class DataConfig:
 
 class PolicyDataset(Dataset):
     """normalization: a `normalization_state()` to reuse (e.g. a checkpoint's, or another dataset's of the same
-    robot); by default the statistics of `dataset` are used."""
+    robot); parts it lacks (e.g. actions, after video-only pre-training) come from the statistics of `dataset`."""
 
     def __init__(self, dataset: LeRobotDataset, config: PolicyConfig, data: DataConfig | None = None,
                  normalization: dict | None = None):
@@ -65,19 +65,17 @@ class PolicyDataset(Dataset):
         self.delta_mask = torch.zeros(dataset.columns[ACTION].shape[1] if self.has_actions else 0, dtype=torch.bool)
         self.delta_mask[list(data.delta_action_dims)] = True
         self._check_dims()
-        if normalization is not None:
-            given, wanted = list(normalization["delta_action_dims"]), list(data.delta_action_dims)
-            if given != wanted:
-                raise ValueError(f"the normalisation is for delta action dims {given}, this dataset uses {wanted}")
-            self.state_normalizer = Normalizer.from_dict(normalization["state"]) if self.has_state else None
-            self.action_normalizer = Normalizer.from_dict(normalization["action"]) if self.has_actions else None
-        else:
-            self.state_normalizer = (
-                Normalizer.from_stats(dataset.stats[STATE], data.normalization) if self.has_state else None
-            )
-            self.action_normalizer = (
-                Normalizer.from_stats(self._action_stats(), data.normalization) if self.has_actions else None
-            )
+        given = normalization or {}
+        if given.get("action") and list(given["delta_action_dims"]) != list(data.delta_action_dims):
+            raise ValueError(f"the normalisation is for delta action dims {given['delta_action_dims']}, this "
+                             f"dataset uses {list(data.delta_action_dims)}")
+        self.state_normalizer = self.action_normalizer = None
+        if self.has_state:
+            self.state_normalizer = (Normalizer.from_dict(given["state"]) if given.get("state")
+                                     else Normalizer.from_stats(dataset.stats[STATE], data.normalization))
+        if self.has_actions:
+            self.action_normalizer = (Normalizer.from_dict(given["action"]) if given.get("action")
+                                      else Normalizer.from_stats(self._action_stats(), data.normalization))
 
     @property
     def embodiment_name(self) -> str:

@@ -1,0 +1,123 @@
+"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import write_dataset
+from safetensors.torch import load_file
+
+from gigaworld_policy.model.policy import GigaWorldPolicy
+from gigaworld_policy.train import OptimConfig, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def robot_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "robot"
+    write_dataset(root, lengths=(20, 13, 17))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def video_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "video"
+    write_dataset(root, lengths=(12, 15), with_actions=False)
+    return str(root)
+
+
+def config(data, out, **changes) -> TrainConfig:
+    base = dict(dataset=(data,), preset="tiny", steps=6, output_dir=str(out), batch_size=4, num_workers=0,
+                save_every=3, log_with="none", optim=OptimConfig(lr=1e-3, warmup_steps=2))
+    return TrainConfig(**{**base, **changes})
+
+
+def train_to(cfg: TrainConfig) -> Path:
+    return train(cfg).checkpoint
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resume_is_exact(robot_data, tmp_path):
+    straight = train_to(config(robot_data, tmp_path / "straight"))
+    # a run stopped after 3 of 6 steps (same learning-rate schedule), then resumed to 6
+    train(config(robot_data, tmp_path / "resumed", steps=3, optim=OptimConfig(lr=1e-3, warmup_steps=2, decay_steps=6)))
+    resumed = train_to(config(robot_data, tmp_path / "resumed", resume=True))
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ema_a, ema_b = load_file(str(straight / "ema.safetensors")), load_file(str(resumed / "ema.safetensors"))
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    with pytest.raises(FileExistsError, match="already has checkpoints"):
+        train(config(robot_data, tmp_path / "straight"))
+
+
+def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
+    from gigaworld_policy import PolicyConfig
+    from gigaworld_policy.data import LeRobotDataset, PolicyDataset
+    from gigaworld_policy.encoders.text import TextEncoder
+
+    data = str(tmp_path / "handful")
+    write_dataset(data, lengths=(10,))
+    torch.manual_seed(0)
+    GigaWorldPolicy(PolicyConfig.preset("tiny")).save_pretrained(tmp_path / "init")
+    final = train_to(config(data, tmp_path / "run", init=str(tmp_path / "init"), steps=150, save_every=150,
+                         batch_size=8, optim=OptimConfig(lr=3e-3, warmup_steps=1, schedule="constant")))
+    normalization = GigaWorldPolicy.from_pretrained(final).normalization["sawyer"]
+    text_encoder = TextEncoder.minilm(16)
+    losses = []
+    for checkpoint in (tmp_path / "init", final):
+        policy = GigaWorldPolicy.from_pretrained(checkpoint)
+        policy.text_encoder = text_encoder
+        samples = PolicyDataset(LeRobotDataset(data), policy.config, normalization=normalization)
+        batch = torch.utils.data.default_collate([samples[i] for i in range(10)])
+        with torch.no_grad():
+            infos = [policy.compute_loss(batch, torch.Generator().manual_seed(s))[1] for s in range(4)]
+        losses.append([sum(float(i[k]) for i in infos) for k in ("loss_action", "loss_video")])
+    (action_before, video_before), (action_after, video_after) = losses
+    assert action_after < 0.4 * action_before and video_after < 0.75 * video_before, losses
+
+
+def test_pretrain_on_video_then_posttrain(robot_data, video_data, tmp_path):
+    pretrained = train_to(config(video_data, tmp_path / "pre", stage="pretrain", steps=3))
+    assert not GigaWorldPolicy.from_pretrained(pretrained).normalization["sawyer"]["action"]
+    before = weights(pretrained)
+    post = train_to(config(robot_data, tmp_path / "post", init=str(pretrained), steps=3))
+    after = weights(post)
+    assert not torch.equal(before["transformer.proj_out.weight"], after["transformer.proj_out.weight"])
+    assert GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]["action"]  # robot stats travel along
+
+
+def test_crash_while_checkpointing_keeps_the_previous_one(robot_data, tmp_path, monkeypatch):
+    original = GigaWorldPolicy.write_pretrained
+
+    def crash_at_step_6(self, folder, *args, **kwargs):
+        original(self, folder, *args, **kwargs)
+        if (Path(folder) / "training_state").exists() and self._steps_written == 1:
+            raise KeyboardInterrupt("killed while writing")
+        self._steps_written += 1
+
+    monkeypatch.setattr(GigaWorldPolicy, "_steps_written", 0, raising=False)
+    monkeypatch.setattr(GigaWorldPolicy, "write_pretrained", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(robot_data, tmp_path / "run"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert os.readlink(checkpoints / "last") == "000003"
+    assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith(".")) == ["000003", "last"]
+    GigaWorldPolicy.from_pretrained(checkpoints / "last")
+    monkeypatch.undo()
+    resumed = train_to(config(robot_data, tmp_path / "run", resume=True))  # and training goes on from there
+    assert resumed.name == "000006"
+
+
+def test_two_processes_train_and_agree(robot_data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(Path(__file__).parent / "distributed_train.py"), robot_data, str(tmp_path / "ddp")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checksums = [(tmp_path / "ddp" / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert checksums[0] == checksums[1]
