@@ -1,6 +1,7 @@
 """Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -113,9 +114,16 @@ def test_crash_while_checkpointing_keeps_the_previous_one(robot_data, tmp_path, 
     assert resumed.name == "000006"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_processes_train_and_agree(robot_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                str(Path(__file__).parent / "distributed_train.py"), robot_data, str(tmp_path / "ddp")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

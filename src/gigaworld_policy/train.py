@@ -197,7 +197,7 @@ def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step
     staging = root / f".{step:06d}.staging"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        (staging / TRAINING_STATE).mkdir(parents=True)  # every rank writes its RNG state in here
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / TRAINING_STATE))
     full_state = accelerator.get_state_dict(model)
