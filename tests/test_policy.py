@@ -191,3 +191,15 @@ def test_bad_input_names_expected_and_given(tiny_policy, change, message):
     change(batch)
     with pytest.raises(ValueError, match=message):
         tiny_policy.compute_loss(batch)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_policy):
+    batch = tiny_policy.example_batch(2, seed=13)
+    grads = []
+    for checkpointing in (False, True):
+        tiny_policy.zero_grad()
+        tiny_policy.transformer.gradient_checkpointing = checkpointing
+        loss, _ = _loss(tiny_policy, batch)
+        loss.backward()
+        grads.append([p.grad.clone() for p in tiny_policy.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
