@@ -44,6 +44,28 @@ def _convert_videos(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from .evaluate import closed_loop, report_markdown
+    from .inference import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
+    if args.env != "metaworld":
+        raise ValueError(f"unknown env {args.env!r}; available: metaworld")
+    from .envs.metaworld import MetaWorldEnv
+
+    processing = predictor.policy.normalization[predictor.embodiment]
+    image_size = tuple(processing["camera_sizes"][0])
+
+    def make_env(task: str):
+        return MetaWorldEnv(task, tuple(predictor.cameras), image_size, args.max_steps)
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,
+                         with_video=args.video)
+    print(report_markdown(report))
+    print(f"wrote {args.out}/eval.json and eval.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--max-steps", type=int, default=500)
     metaworld.add_argument("--fps", type=int, default=10)
     metaworld.set_defaults(run=_collect_metaworld)
+
+    evaluate = commands.add_parser("eval", help="closed-loop evaluation in a simulator")
+    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint folder (e.g. OUT/checkpoints/last)")
+    evaluate.add_argument("--env", default="metaworld")
+    evaluate.add_argument("--tasks", required=True, help="comma-separated task names")
+    evaluate.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    evaluate.add_argument("--seed", type=int, default=1000, help="base seed (demonstrations use 0)")
+    evaluate.add_argument("--execute-steps", type=int, default=None, help="actions executed per plan (default H)")
+    evaluate.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
+    evaluate.add_argument("--max-steps", type=int, default=200, help="episode time limit")
+    evaluate.add_argument("--out", default="outputs/eval")
+    evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
+    evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    evaluate.set_defaults(run=_eval)
 
     convert = commands.add_parser("convert", help="convert data").add_subparsers(dest="source", required=True)
     videos = convert.add_parser("videos", help="folder of .mp4 (+ .txt captions) -> video-only dataset")

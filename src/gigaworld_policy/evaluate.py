@@ -1,14 +1,176 @@
-"""Evaluation. Open loop: predicted action chunks and future frames against held-out ground truth."""
+"""Evaluation.
+
+Closed loop: roll the policy out in an `Env` with action chunking (execute `execute_steps` of the H predicted
+actions, then re-plan) and report success rate with a 95% Wilson interval, episode length and policy latency.
+Open loop: predicted action chunks and future frames against held-out ground truth.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .envs.base import Env
 from .model.policy import GigaWorldPolicy
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    seed: int
+    success: bool
+    length: int
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% confidence interval of a success rate (Wilson score; sane at 0 and n)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
+            with_video: bool = False) -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
+    """One episode. Returns its result, the frames of `camera` (for a rollout video), and with_video the
+    predicted vs real future frames of the first plan ({"predicted": (F,H,W,3), "real": [...]})."""
+    observation = env.reset(seed)
+    result = EpisodeResult(env.task, seed, False, 0)
+    frames = [observation.images[camera]] if camera else []
+    composites, first_plan = [], None
+    stride = predictor.policy.config.future_stride
+    done = False
+    while not done:
+        start = time.perf_counter()
+        prediction = predictor.predict(observation, with_video=with_video and first_plan is None)
+        result.latencies_ms.append((time.perf_counter() - start) * 1e3)
+        if "video" in prediction:
+            first_plan = {"predicted": prediction["video"], "start": result.length}
+        for action in prediction["actions"][:execute_steps]:
+            if with_video:
+                composites.append(predictor.composite_uint8(observation))
+            observation, success, done = env.step(action)
+            result.length += 1
+            result.success |= success
+            if camera:
+                frames.append(observation.images[camera])
+            if done:
+                break
+    comparison = None
+    if first_plan is not None:
+        wanted = [first_plan["start"] + stride * (k + 1) for k in range(len(first_plan["predicted"]))]
+        real = [composites[i] for i in wanted if i < len(composites)]
+        comparison = {"predicted": first_plan["predicted"], "real": real}
+    return result, frames, comparison
+
+
+def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], episodes: int, seed: int = 1000,
+                execute_steps: int | None = None, out_dir: str | Path | None = None, videos_per_task: int = 1,
+                with_video: bool = False, progress: bool = True) -> dict:
+    """Evaluate on `episodes` seeds per task: seed + 100_000 * task_number + e (disjoint from the
+    demonstration seeds `gwp collect` uses with its default base seed 0, below 1000 attempts per task)."""
+    from tqdm import tqdm
+
+    execute_steps = execute_steps or predictor.policy.config.chunk_size
+    out_dir = Path(out_dir) if out_dir else None
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=episodes * len(tasks), desc="evaluating", unit="episode", disable=not progress)
+    for number, task in enumerate(tasks):
+        env = make_env(task)
+        try:
+            for e in range(episodes):
+                record = out_dir is not None and e < videos_per_task
+                camera = predictor.cameras[0] if record else None
+                result, frames, comparison = rollout(predictor, env, seed + 100_000 * number + e, execute_steps,
+                                                     camera, with_video and record)
+                results.append(result)
+                if record:
+                    save_rollout(out_dir / "videos" / f"{task}-seed{result.seed}", frames)
+                if comparison and comparison["real"]:
+                    real = torch.from_numpy(np.stack(comparison["real"])).permute(0, 3, 1, 2).float() / 127.5 - 1
+                    pred = torch.from_numpy(comparison["predicted"][: len(real)]).permute(0, 3, 1, 2).float()
+                    save_future_comparison(out_dir / "videos" / f"{task}-seed{result.seed}-future.png",
+                                           real[None], pred[None] / 127.5 - 1)
+                bar.update()
+                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+        finally:
+            env.close()
+    bar.close()
+    report = summarize(results, execute_steps)
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report
+
+
+def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
+    per_task = {}
+    for task in dict.fromkeys(r.task for r in results):
+        rows = [r for r in results if r.task == task]
+        successes = sum(r.success for r in rows)
+        low, high = wilson_interval(successes, len(rows))
+        per_task[task] = {"episodes": len(rows), "successes": successes, "success_rate": successes / len(rows),
+                          "ci95": [low, high], "mean_length": float(np.mean([r.length for r in rows]))}
+    latencies = [ms for r in results for ms in r.latencies_ms]
+    rates = [v["success_rate"] for v in per_task.values()]
+    return {
+        "tasks": per_task,
+        "average_success_rate": float(np.mean(rates)) if rates else 0.0,
+        "episodes": len(results),
+        "execute_steps": execute_steps,
+        "latency_ms": {"p50": float(np.percentile(latencies, 50)) if latencies else None,
+                       "p95": float(np.percentile(latencies, 95)) if latencies else None},
+        "results": [{k: v for k, v in asdict(r).items() if k != "latencies_ms"} for r in results],
+    }
+
+
+def report_markdown(report: dict) -> str:
+    lines = ["| task | success | 95% interval | episodes | mean length |", "|---|---|---|---|---|"]
+    for task, row in report["tasks"].items():
+        low, high = row["ci95"]
+        lines.append(f"| {task} | {100 * row['success_rate']:.0f}% | {100 * low:.0f}–{100 * high:.0f}% | "
+                     f"{row['episodes']} | {row['mean_length']:.1f} |")
+    lines.append(f"| **average** | **{100 * report['average_success_rate']:.0f}%** | | {report['episodes']} | |")
+    latency = report["latency_ms"]
+    if latency["p50"] is not None:
+        lines.append(f"\nPolicy latency per plan: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms "
+                     f"(re-planning every {report['execute_steps']} steps).")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("eval.json", json.dumps(report, indent=2)), ("eval.md", report_markdown(report))):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out_dir / name)
+
+
+def save_rollout(stem: Path, frames: list[np.ndarray], fps: int = 10) -> None:
+    """stem.mp4 and stem.gif of (H, W, 3) uint8 frames."""
+    from PIL import Image
+
+    from .data.video import VideoEncoder
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    encoder = VideoEncoder(stem.with_suffix(".mp4"), fps, height - height % 2, width - width % 2)
+    for frame in frames:
+        encoder.write(np.ascontiguousarray(frame[: height - height % 2, : width - width % 2]))
+    encoder.close()
+    images = [Image.fromarray(f) for f in frames[::2]]
+    images[0].save(stem.with_suffix(".gif"), save_all=True, append_images=images[1:], duration=2000 // fps, loop=0)
 
 
 @torch.no_grad()

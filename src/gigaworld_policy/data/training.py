@@ -117,11 +117,16 @@ class PolicyDataset(Dataset):
         return feature_stats(to_delta(chunks, state, self.delta_mask).reshape(-1, chunks.shape[-1]).numpy())
 
     def normalization_state(self) -> dict:
-        """What a checkpoint needs to map between robot units and model units."""
+        """What a checkpoint needs to turn robot observations into model inputs and model actions back into
+        robot units: normalisers, delta-action dims, and the cameras/layout of the composite image."""
         return {
             "state": self.state_normalizer.to_dict() if self.state_normalizer else None,
             "action": self.action_normalizer.to_dict() if self.action_normalizer else None,
             "delta_action_dims": list(self.data.delta_action_dims),
+            "cameras": [c.removeprefix("observation.images.") for c in self.cameras],
+            "camera_sizes": [self.dataset.features[c]["shape"][:2] for c in self.cameras],  # (H, W) recorded
+            "layout": self.layout,
+            "fit": self.data.fit,
         }
 
     def __len__(self) -> int:

@@ -8,9 +8,10 @@ down and are flipped. Offscreen rendering needs MUJOCO_GL=egl (or osmesa); we de
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
+
+from .base import Observation
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -47,15 +48,9 @@ def instruction(task: str) -> str:
     return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
 
 
-@dataclass
-class Observation:
-    images: dict[str, np.ndarray]  # camera -> (H, W, 3) uint8
-    state: np.ndarray  # (4,) hand xyz + gripper opening
-    task: str
-
-
 class MetaWorldEnv:
-    """One Meta-World task. `reset(seed)` draws the object/goal positions from `seed` (reproducible)."""
+    """One Meta-World task (an `Env`). `reset(seed)` draws the object/goal positions from `seed` (reproducible).
+    Observations: the chosen cameras, state = hand xyz + gripper opening (obs[:4])."""
 
     state_dim = 4
     action_dim = 4

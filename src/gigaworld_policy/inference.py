@@ -1,0 +1,104 @@
+"""Run a trained policy on robot observations, in robot units.
+
+    predictor = Predictor.from_checkpoint("runs/mw/checkpoints/last")
+    actions = predictor.predict({"images": {"corner": hwc_uint8, ...}, "state": state, "task": "open the drawer"})
+    # actions: (H, A) float32 in the robot's own units
+
+The checkpoint's `normalization.json` says which cameras make the composite image (and in which layout), how to
+normalise the state and how to un-normalise (and un-delta) the actions, per embodiment.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .data.composite import composite, to_model_range
+from .data.normalize import Normalizer, from_delta
+from .envs.base import Observation
+from .model.policy import GigaWorldPolicy
+
+
+class Predictor:
+    def __init__(self, policy: GigaWorldPolicy, embodiment: str | None = None, num_steps: int | None = None):
+        self.policy = policy.eval()
+        names = [e.name for e in policy.config.embodiments]
+        self.embodiment = embodiment or next((n for n in names if n in policy.normalization), names[0])
+        self.embodiment_id = policy.config.embodiment_index(self.embodiment)
+        if self.embodiment not in policy.normalization:
+            raise ValueError(f"the checkpoint has no normalisation for embodiment {self.embodiment!r} "
+                             f"(it has {sorted(policy.normalization)}): train on data of that robot first")
+        processing = policy.normalization[self.embodiment]
+        self.cameras: list[str] = processing["cameras"]
+        self.layout, self.fit = processing["layout"], processing["fit"]
+        self.state_normalizer = Normalizer.from_dict(processing["state"]) if processing["state"] else None
+        if not processing["action"]:
+            raise ValueError("the checkpoint was trained without actions (video pre-training only)")
+        self.action_normalizer = Normalizer.from_dict(processing["action"])
+        self.delta_mask = torch.zeros(len(self.action_normalizer.offset), dtype=torch.bool)
+        self.delta_mask[processing["delta_action_dims"]] = True
+        self.num_steps = num_steps
+        if policy.text_encoder is None:
+            from .encoders.text import TextEncoder
+
+            if policy.config.transformer.text_dim != 384:
+                raise ValueError("set policy.text_encoder: the default MiniLM encoder is 384 wide, the policy "
+                                 f"expects {policy.config.transformer.text_dim}")
+            policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
+                        **kwargs) -> Predictor:
+        """Load a checkpoint folder (EMA weights when the folder has them)."""
+        from pathlib import Path
+
+        ema = ema and (Path(directory) / "ema.safetensors").is_file()
+        return cls(GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema), **kwargs)
+
+    def batch(self, observation: Observation) -> dict:
+        """The policy batch (B = 1) of one observation, with the state in robot units kept for un-delta."""
+        missing = [c for c in self.cameras if c not in observation.images]
+        if missing:
+            raise ValueError(f"observation is missing camera(s) {missing}; the policy uses {self.cameras}")
+        views = [to_model_range(torch.as_tensor(np.asarray(observation.images[c]))) for c in self.cameras]
+        for camera, view in zip(self.cameras, views, strict=True):
+            if view.ndim != 3 or view.shape[0] != 3:
+                raise ValueError(f"image {camera!r} must be (H, W, 3) uint8, got {tuple(view.shape)}")
+        batch = {
+            "image": composite(views, self.layout, self.policy.config.image_size, self.fit)[None],
+            "embodiment": torch.tensor([self.embodiment_id]),
+            "task": [observation.task],
+        }
+        if self.state_normalizer is not None:
+            if observation.state is None:
+                raise ValueError("observation has no 'state'; the policy was trained with one")
+            state = torch.as_tensor(np.asarray(observation.state, dtype=np.float32))
+            expected = len(self.state_normalizer.offset)
+            if state.shape != (expected,):
+                raise ValueError(f"state has shape {tuple(state.shape)}, the policy expects ({expected},)")
+            batch["state"] = self.state_normalizer.normalize(state)[None]
+            batch["raw_state"] = state[None]
+        return batch
+
+    def composite_uint8(self, observation: Observation) -> np.ndarray:
+        """The composite image the policy sees, (H, W, 3) uint8 (for visualisation)."""
+        image = self.batch(observation)["image"][0]
+        return ((image.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+
+    @torch.no_grad()
+    def predict(self, observation: Observation, with_video: bool = False,
+                generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+        """-> {"actions": (H, A) robot units} and, with_video, {"video": (F, H, W, 3) uint8 predicted frames}."""
+        batch = self.batch(observation)
+        raw_state = batch.pop("raw_state", None)
+        normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator)
+        actions = self.action_normalizer.unnormalize(normalized[0, :, : len(self.action_normalizer.offset)].cpu())
+        if self.delta_mask.any():
+            actions = from_delta(actions[None], raw_state, self.delta_mask)[0]
+        result = {"actions": actions.numpy().astype(np.float32)}
+        if with_video:
+            frames = self.policy.sample_video(batch, normalized, self.num_steps, generator=generator)[0].cpu()
+            result["video"] = ((frames.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        return result
