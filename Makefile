@@ -1,13 +1,14 @@
 # Two entry points on a fresh machine (needs only python3 >= 3.10 and make):
-#   make demo   set up .venv and run the main job (the decoding-latency benchmark on the embedded preset)
+#   make demo   set up .venv and run the main job: Meta-World demos -> training -> closed-loop eval -> report
 #   make test   set up .venv and run the test suite
+#   make bench  decoding latency of the three inference paths
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch 2.13.0 is pinned here (not in pyproject) so users can bring any CUDA/CPU build of their own.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test bench lint
 
 setup: $(VENV)/.installed
 
@@ -19,6 +20,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
+	MUJOCO_GL=egl $(BIN)/gwp demo
+
+bench: setup
 	$(BIN)/gwp bench latency --preset bench
 
 test: setup

