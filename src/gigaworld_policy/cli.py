@@ -78,6 +78,19 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import logging
+
+    from .inference import Predictor
+    from .serving.server import PolicyServer
+
+    logging.basicConfig(level=logging.INFO)
+    key_map = dict(pair.split("=", 1) for pair in args.key_map.split(",") if pair) if args.key_map else {}
+    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
+    print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
+    PolicyServer(predictor, args.host, args.port, key_map).run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
     evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     evaluate.set_defaults(run=_eval)
+
+    serve = commands.add_parser("serve", help="serve a checkpoint over websockets (openpi protocol)")
+    serve.add_argument("--checkpoint", required=True)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--key-map", default="", help="client key=camera pairs, e.g. observation/image=corner")
+    serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
+    serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    serve.set_defaults(run=_serve)
 
     convert = commands.add_parser("convert", help="convert data").add_subparsers(dest="source", required=True)
     videos = convert.add_parser("videos", help="folder of .mp4 (+ .txt captions) -> video-only dataset")

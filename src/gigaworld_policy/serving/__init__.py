@@ -1,0 +1,1 @@
+"""Deployment: an openpi-protocol websocket policy server, its client and an action-chunk broker."""
