@@ -1,10 +1,12 @@
 """Our WanTransformer against diffusers' WanTransformer3DModel: same parameters, same outputs."""
 
+import json
+
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
 
-from gigaworld_policy import GigaWorldPolicy, PolicyConfig, WanTransformer
+from gigaworld_policy import GigaWorldPolicy, PolicyConfig, WanConfig, WanTransformer
 
 TINY_WAN = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4, text_dim=16,
@@ -94,3 +96,35 @@ def test_from_wan_names_a_wrong_shaped_key(tmp_path):
     save_file(state, str(path))
     with pytest.raises(ValueError, match=r"'blocks.1.attn1.to_q.weight' has shape \(3, 3\).*expects \(24, 24\)"):
         GigaWorldPolicy.from_wan(tmp_path / "transformer")
+
+
+def test_original_wan_layout_converts_like_diffusers_own_converter(tmp_path):
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    from safetensors.torch import save_file
+
+    from gigaworld_policy.model.wan_weights import from_original, to_original
+
+    kwargs = {**TINY_WAN, "in_channels": 48, "out_channels": 48, "rope_max_seq_len": 64}
+    torch.manual_seed(0)
+    reference = WanTransformer3DModel(**kwargs).eval()
+    diffusers_state = reference.state_dict()
+    original = to_original(diffusers_state)
+    assert "blocks.0.norm3.weight" in original and "head.head.weight" in original and "blocks.1.modulation" in original
+    # diffusers' own converter (an independent implementation) maps our original layout back exactly
+    converted = convert_wan_transformer_to_diffusers(dict(original))
+    assert converted.keys() == diffusers_state.keys()
+    assert all(torch.equal(converted[k], diffusers_state[k]) for k in diffusers_state)
+    back = from_original({f"model.diffusion_model.{k}": v for k, v in original.items()})
+    assert all(torch.equal(back[k], diffusers_state[k]) for k in diffusers_state)
+
+    # an original-release folder (WanModel config.json + original names) loads through from_wan
+    folder = tmp_path / "Wan2.2-original"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "_class_name": "WanModel", "dim": 24, "num_heads": 2, "ffn_dim": 32, "freq_dim": 32, "in_dim": 48,
+        "out_dim": 48, "num_layers": 2, "eps": 1e-6, "text_dim": 16}))
+    save_file({k: v.contiguous() for k, v in original.items()}, str(folder / "diffusion_pytorch_model.safetensors"))
+    policy = GigaWorldPolicy.from_wan(folder)
+    assert policy.config.transformer == WanConfig(**{**kwargs, "rope_max_seq_len": 1024})
+    loaded = policy.transformer.state_dict()
+    assert all(torch.equal(loaded[k], diffusers_state[k]) for k in diffusers_state)
