@@ -49,14 +49,6 @@ class SequencePlan(NamedTuple):
     mask: Tensor | None  # (n, keys) bool; None when every key is visible
 
 
-def make_codec(config: PolicyConfig):
-    if config.codec.kind == "pixel":
-        return PixelCodec(config.codec.spatial_factor)
-    raise ValueError(
-        f"codec {config.codec.kind!r} needs its weights: attach it with policy.codec = ... before use"
-    )
-
-
 class GigaWorldPolicy(nn.Module):
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -69,8 +61,8 @@ class GigaWorldPolicy(nn.Module):
         self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, dim))
         self.action_decoder = EmbodimentMLP(num_embodiments, (dim, *reversed(hidden), config.max_action_dim))
         # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
-        # only. The Wan VAE codec has weights and is attached after construction.
-        self.codec = make_codec(config) if config.codec.kind == "pixel" else None
+        # only. The Wan VAE codec has weights of its own and is attached after construction.
+        self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
         self.text_encoder: TextEncoder | None = None
         # How robot units map to model units, per embodiment name (from the training data); saved with the weights.
         self.normalization: dict[str, dict] = {}
@@ -90,8 +82,14 @@ class GigaWorldPolicy(nn.Module):
     def _encode_frames(self, frames: Tensor) -> Tensor:
         """frames (B, T, 3, H, W) -> latents (B, C, T', h, w); the first frame gets its own latent frame."""
         if self.codec is None:
-            raise ValueError(f"this policy's {self.config.codec.kind!r} codec is not attached (policy.codec)")
-        return self.codec.encode(frames)
+            raise ValueError(f"this policy's {self.config.codec.kind!r} codec is not attached: set policy.codec, "
+                             f"e.g. WanVAECodec.from_pretrained(<Wan2.2 vae folder>)")
+        latents = self.codec.encode(frames)
+        expected = (self.config.codec.latent_channels, *self.config.latent_size)
+        if (latents.shape[1], *latents.shape[3:]) != expected:
+            raise ValueError(f"the codec gives latents of (C, h, w) = {(latents.shape[1], *latents.shape[3:])}, "
+                             f"the policy expects {expected}")
+        return latents
 
     def _layout(self, inputs: PolicyInputs, num_action: int, num_future_frames: int) -> TokenLayout:
         return TokenLayout(int(inputs.state is not None), self.config.token_grid, num_action, num_future_frames)
