@@ -203,3 +203,42 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_policy):
         loss.backward()
         grads.append([p.grad.clone() for p in tiny_policy.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
+
+
+def test_bfloat16_inference_tracks_float32(tiny_policy):
+    batch = tiny_policy.example_batch(2, seed=14)
+    noise = torch.randn(2, 8, 14, generator=torch.Generator().manual_seed(0))
+    reference = tiny_policy.sample_actions(batch, noise=noise)
+    half = GigaWorldPolicy(tiny_policy.config)
+    half.load_state_dict(tiny_policy.state_dict())
+    half = half.to(torch.bfloat16).eval()
+    actions = half.sample_actions(batch, noise=noise)
+    assert actions.dtype == torch.float32  # the ODE state stays float32
+    assert (actions - reference).abs().mean() < 0.05 * reference.abs().mean()
+    assert half.sample_video(batch, actions).shape == (2, 2, 3, 32, 32)
+
+
+def test_compiled_blocks_give_the_same_actions(tiny_policy):
+    batch = tiny_policy.example_batch(1, seed=15)
+    noise = torch.randn(1, 8, 14, generator=torch.Generator().manual_seed(0))
+    reference = tiny_policy.sample_actions(batch, noise=noise, num_steps=2)
+    compiled = GigaWorldPolicy(tiny_policy.config)
+    compiled.load_state_dict(tiny_policy.state_dict())
+    compiled.eval().compile()
+    assert torch.allclose(compiled.sample_actions(batch, noise=noise, num_steps=2), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_flex_attention_backend_matches_sdpa(tiny_policy, use_cache):
+    batch = tiny_policy.example_batch(2, seed=16)
+    noise = torch.randn(2, 8, 14, generator=torch.Generator().manual_seed(0))
+    reference = tiny_policy.sample_actions(batch, noise=noise, num_steps=2, use_cache=use_cache)
+    tiny_policy.transformer.attention_backend = "flex"
+    try:
+        flex = tiny_policy.sample_actions(batch, noise=noise, num_steps=2, use_cache=use_cache)
+        video = tiny_policy.sample_video(batch, reference, num_steps=2, noise=torch.zeros(2, 48, 2, 8, 8))
+    finally:
+        tiny_policy.transformer.attention_backend = "sdpa"
+    assert (flex - reference).abs().max() <= 1e-5
+    expected = tiny_policy.sample_video(batch, reference, num_steps=2, noise=torch.zeros(2, 48, 2, 8, 8))
+    assert (video - expected).abs().max() <= 1e-5

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import statistics
 import time
@@ -44,7 +45,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """GFLOP/s of a large square matmul in `dtype` (CPUs without bf16 units are slow in bf16: smaller there)."""
+    size = 8192 if device.type == "cuda" else (2048 if dtype == torch.float32 else 1024)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b  # warm-up
@@ -60,14 +63,24 @@ def measure_latency(
     num_steps: int | None = None,
     repeats: int = 3,
     seed: int = 0,
+    dtype: str = "float32",
+    compile: bool = False,
+    attention: str = "sdpa",
 ) -> dict:
-    """Time the three decoding paths of a randomly initialised policy of `preset`. Returns a flat dict."""
+    """Time the three decoding paths of a randomly initialised policy of `preset`. Returns a flat dict.
+    dtype: weights' dtype ("float32" or "bfloat16"); compile: torch.compile the blocks; attention: "sdpa"/"flex"."""
     torch.set_num_threads(threads)
     dev = torch.device(device)
     config = PolicyConfig.preset(preset)
     steps = num_steps or config.num_inference_steps
     torch.manual_seed(seed)
-    policy = GigaWorldPolicy(config).to(dev).eval()
+    with torch.device("meta") if config.transformer.num_layers > 8 else contextlib.nullcontext():
+        policy = GigaWorldPolicy(config)
+    if any(p.is_meta for p in policy.parameters()):  # big presets: allocate straight on the target device
+        policy.to_empty(device=dev)
+        for parameter in policy.parameters():
+            torch.nn.init.normal_(parameter, std=0.02)
+    policy = policy.to(dev, getattr(torch, dtype)).eval()
     batch = policy.example_batch(batch_size, seed)
     noise = torch.randn(batch_size, config.chunk_size, config.max_action_dim)
 
@@ -76,15 +89,21 @@ def measure_latency(
         "action_only_uncached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=False),
         "joint": lambda: policy.sample_joint(batch, steps, action_noise=noise),
     }
-    result: dict = {"preset": preset, "device": str(dev), "threads": torch.get_num_threads(),
+    result: dict = {"preset": preset, "device": str(dev), "threads": torch.get_num_threads(), "dtype": dtype,
+                    "compile": compile, "attention": attention,
                     "batch_size": batch_size, "num_steps": steps, "torch": torch.__version__,
                     "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
     rows, cols = config.token_grid
     result["tokens"] = {"state": 1, "observation": rows * cols, "action": config.chunk_size,
                         "future": rows * cols * config.num_future_latent_frames}
+    flop_counts = {name: count_flops(fn) for name, fn in paths.items()}  # eager SDPA: counts every matmul
+    policy.transformer.attention_backend = attention
+    if compile:
+        policy.compile()
     outputs = {}
     for name, fn in paths.items():
-        flops = count_flops(fn)  # also the warm-up run
+        flops = flop_counts[name]
+        fn()  # warm-up (and compilation)
         result[f"{name}_ms"], outputs[name] = _median_ms(fn, dev, repeats)
         result[f"gflops_{name}"] = flops / 1e9
         result[f"achieved_gflops_{name}"] = flops / 1e9 / (result[f"{name}_ms"] / 1e3)
@@ -105,7 +124,8 @@ def measure_latency(
 
 def format_latency(result: dict) -> str:
     lines = [
-        f"preset {result['preset']} on {result['device']} ({result['machine']}), {result['threads']} thread(s), "
+        f"preset {result['preset']} on {result['device']} ({result['machine']}), {result['dtype']}, "
+        f"attention {result['attention']}{', compiled' if result['compile'] else ''}, {result['threads']} thread(s), "
         f"batch {result['batch_size']}, {result['num_steps']} Euler steps, tokens {result['tokens']}",
         f"  action-only, cached prefix : {result['action_only_cached_ms']:9.1f} ms",
         f"  action-only, no cache      : {result['action_only_uncached_ms']:9.1f} ms  "

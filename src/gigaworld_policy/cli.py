@@ -12,7 +12,8 @@ from .config import PRESETS
 def _bench_latency(args: argparse.Namespace) -> None:
     from .bench import format_latency, measure_latency
 
-    result = measure_latency(args.preset, args.device, args.threads, args.batch_size, args.steps, args.repeats)
+    result = measure_latency(args.preset, args.device, args.threads, args.batch_size, args.steps, args.repeats,
+                             dtype=args.dtype, compile=args.compile, attention=args.attention)
     print(json.dumps(result) if args.json else format_latency(result))
 
 
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--batch-size", type=int, default=1)
     latency.add_argument("--steps", type=int, default=None, help="Euler steps (default: the preset's)")
     latency.add_argument("--repeats", type=int, default=3, help="timed runs per path (median reported)")
+    latency.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights' dtype")
+    latency.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
+    latency.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="attention backend")
     latency.add_argument("--json", action="store_true", help="print one JSON object")
     latency.set_defaults(run=_bench_latency)
 

@@ -46,7 +46,7 @@ class SequencePlan(NamedTuple):
 
     groups: Tensor  # (n,) flow-time group of each token
     rope: Rope
-    mask: Tensor | None  # (n, keys) bool; None when every key is visible
+    mask: object  # (n, keys) bool, or the attention backend's form of it; None when every key is visible
 
 
 class GigaWorldPolicy(nn.Module):
@@ -111,7 +111,7 @@ class GigaWorldPolicy(nn.Module):
         return SequencePlan(
             layout.time_groups[rows].to(self.device),
             self.transformer.rope(layout.positions[rows]),
-            None if bool(mask.all()) else mask,
+            self.transformer.self_attention_mask(None if bool(mask.all()) else mask),
         )
 
     def _transform(
@@ -240,7 +240,8 @@ class GigaWorldPolicy(nn.Module):
             noise = torch.randn(shape, generator=generator)
         elif noise.shape[:2] != shape[:2] or noise.shape[2] > shape[2]:
             raise ValueError(f"action noise must have shape {shape} (or fewer action dims), got {tuple(noise.shape)}")
-        noise = F.pad(noise, (0, shape[2] - noise.shape[2])).to(self.device, self.dtype)
+        # The ODE state stays in float32 whatever the weights' dtype; tokens are cast when embedded.
+        noise = F.pad(noise, (0, shape[2] - noise.shape[2])).to(self.device, torch.float32)
         return noise * inputs.action_dim_mask[:, None]
 
     def _video_noise(self, inputs: PolicyInputs, noise: Tensor | None, generator=None) -> Tensor:
@@ -250,7 +251,7 @@ class GigaWorldPolicy(nn.Module):
             noise = torch.randn(shape, generator=generator)
         if tuple(noise.shape) != shape:
             raise ValueError(f"video noise must have shape {shape}, got {tuple(noise.shape)}")
-        return noise.to(self.device, self.dtype)
+        return noise.to(self.device, torch.float32)
 
     def _output_action_dims(self, inputs: PolicyInputs) -> int:
         return int(inputs.action_dim_mask.sum(dim=1).max())
@@ -272,11 +273,19 @@ class GigaWorldPolicy(nn.Module):
         actions = self._denoise_last_block(
             self._prefix_tokens(inputs, observation), layout, "action",
             self._action_noise(inputs, noise, generator),
-            embed=lambda x: self.action_encoder(x, inputs.embodiment),
+            embed=lambda x: self.action_encoder(x.to(self.dtype), inputs.embodiment),
             head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None],
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
         )
         return actions[..., : self._output_action_dims(inputs)]
+
+    def compile(self, **kwargs) -> GigaWorldPolicy:
+        """Compile each transformer block with torch.compile (regional compilation: the blocks share one
+        graph, so compiling is quick). Shapes differ between the prefix pass and the denoising steps; each is
+        compiled once. kwargs go to torch.compile (e.g. mode="max-autotune")."""
+        for block in self.transformer.blocks:
+            block.compile(dynamic=False, **kwargs)
+        return self
 
     @torch.no_grad()
     def sample_video(
@@ -298,10 +307,10 @@ class GigaWorldPolicy(nn.Module):
         )
         future = self._denoise_last_block(
             context, layout, "future", self._video_noise(inputs, noise, generator),
-            embed=self.transformer.patchify, head=self._video_velocity,
+            embed=lambda x: self.transformer.patchify(x.to(self.dtype)), head=self._video_velocity,
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
         )
-        return self.codec.decode(torch.cat([observation, future], dim=2))[:, 1:]
+        return self.codec.decode(torch.cat([observation, future.to(observation.dtype)], dim=2))[:, 1:]
 
     @torch.no_grad()
     def sample_joint(
@@ -326,7 +335,8 @@ class GigaWorldPolicy(nn.Module):
             sigmas = torch.zeros(inputs.batch_size, NUM_TIME_GROUPS, device=self.device)
             sigmas[:, TIME_GROUP["action"]] = sigma
             sigmas[:, TIME_GROUP["future"]] = sigma
-            tokens = [prefix, self.action_encoder(x[0], inputs.embodiment), self.transformer.patchify(x[1])]
+            tokens = [prefix, self.action_encoder(x[0].to(self.dtype), inputs.embodiment),
+                      self.transformer.patchify(x[1].to(self.dtype))]
             hidden, _ = self._transform(torch.cat(tokens, 1), plan, sigmas, text)
             return [
                 self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment) * action_mask,

@@ -11,6 +11,7 @@ timestep), L text tokens.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -18,11 +19,18 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from ..config import WanConfig
 from .rope import apply_rope, rope_frequencies
 
 KV = tuple[Tensor, Tensor]  # keys, values: each (B, heads, N, head_dim)
+ATTENTION_BACKENDS = ("sdpa", "flex")
+
+
+@functools.cache
+def _compiled_flex_attention():
+    return torch.compile(flex_attention, dynamic=False)
 
 
 class TextContext(NamedTuple):
@@ -126,9 +134,14 @@ class Attention(nn.Module):
         v = self._split(self.to_v(x))
         return (apply_rope(k, *rope) if rope is not None else k), v
 
-    def attend(self, q: Tensor, kv: KV, mask: Tensor | None) -> Tensor:
-        """q (B, heads, Nq, hd), kv over Nk keys, mask broadcastable to (B, heads, Nq, Nk) -> (B, Nq, D)."""
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+    def attend(self, q: Tensor, kv: KV, mask) -> Tensor:
+        """q (B, heads, Nq, hd), kv over Nk keys -> (B, Nq, D). mask: None (all keys), a bool tensor
+        broadcastable to (B, heads, Nq, Nk) for SDPA, or a flex-attention BlockMask."""
+        if isinstance(mask, BlockMask):
+            flex = _compiled_flex_attention() if q.is_cuda else flex_attention
+            out = flex(q, kv[0], kv[1], block_mask=mask)
+        else:
+            out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
         return self.to_out[0](out.transpose(1, 2).flatten(2).type_as(q))
 
 
@@ -220,6 +233,7 @@ class WanTransformer(nn.Module):
         self.proj_out = nn.Linear(dim, out_channels * math.prod(patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
         self.gradient_checkpointing = False  # recompute block activations in backward to save memory
+        self.attention_backend = "sdpa"  # or "flex" (flex_attention with a block-sparse mask; compiled on GPU)
 
     @classmethod
     def from_config(cls, config: WanConfig) -> WanTransformer:
@@ -244,6 +258,15 @@ class WanTransformer(nn.Module):
                 f"RoPE position {int(positions.max())} is beyond rope_max_seq_len {self.config.rope_max_seq_len}"
             )
         return Rope(*rope_frequencies(positions.to(self.proj_out.weight.device), self.config.attention_head_dim))
+
+    def self_attention_mask(self, mask: Tensor | None):
+        """A boolean (Nq, Nk) mask in the form the attention backend takes (None: every key is visible)."""
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}")
+        if mask is None or self.attention_backend == "sdpa":
+            return mask
+        rows, cols = mask.shape
+        return create_block_mask(lambda b, h, q, k: mask[q, k], None, None, rows, cols, device=mask.device)
 
     def embed_time(self, timesteps: Tensor) -> tuple[Tensor, Tensor]:
         """timesteps (B, G) in [0, 1000] -> temb (B, G, D), modulation (B, G, 6, D)."""
