@@ -66,9 +66,11 @@ def measure_latency(
     dtype: str = "float32",
     compile: bool = False,
     attention: str = "sdpa",
+    vae: str | None = None,
 ) -> dict:
     """Time the three decoding paths of a randomly initialised policy of `preset`. Returns a flat dict.
-    dtype: weights' dtype ("float32" or "bfloat16"); compile: torch.compile the blocks; attention: "sdpa"/"flex"."""
+    dtype: weights' dtype ("float32" or "bfloat16"); compile: torch.compile the blocks; attention: "sdpa"/"flex";
+    vae: a Wan2.2 VAE folder for presets with the VAE codec (default: its architecture with random weights)."""
     torch.set_num_threads(threads)
     dev = torch.device(device)
     config = PolicyConfig.preset(preset)
@@ -81,6 +83,11 @@ def measure_latency(
         for parameter in policy.parameters():
             torch.nn.init.normal_(parameter, std=0.02)
     policy = policy.to(dev, getattr(torch, dtype)).eval()
+    if config.codec.kind == "wan_vae":
+        from .encoders.wan_vae import WanVAECodec
+
+        policy.codec = (WanVAECodec.from_pretrained(vae, device, policy.dtype) if vae
+                        else WanVAECodec.random_wan22(device, policy.dtype))
     batch = policy.example_batch(batch_size, seed)
     noise = torch.randn(batch_size, config.chunk_size, config.max_action_dim)
 

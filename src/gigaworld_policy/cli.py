@@ -13,7 +13,7 @@ def _bench_latency(args: argparse.Namespace) -> None:
     from .bench import format_latency, measure_latency
 
     result = measure_latency(args.preset, args.device, args.threads, args.batch_size, args.steps, args.repeats,
-                             dtype=args.dtype, compile=args.compile, attention=args.attention)
+                             dtype=args.dtype, compile=args.compile, attention=args.attention, vae=args.vae)
     print(json.dumps(result) if args.json else format_latency(result))
 
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights' dtype")
     latency.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     latency.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="attention backend")
+    latency.add_argument("--vae", default=None, help="Wan2.2 VAE folder (gwp0; default: random weights)")
     latency.add_argument("--json", action="store_true", help="print one JSON object")
     latency.set_defaults(run=_bench_latency)
 

@@ -14,6 +14,14 @@ import torch
 from torch import Tensor
 
 
+# The architecture of Wan2.2-TI2V-5B's VAE (diffusers' AutoencoderKLWan arguments), without its statistics.
+WAN22_VAE_ARCHITECTURE = {
+    "base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+    "temperal_downsample": [False, True, True], "is_residual": True, "in_channels": 12, "out_channels": 12,
+    "patch_size": 2, "scale_factor_spatial": 16, "scale_factor_temporal": 4,
+}
+
+
 class WanVAECodec:
     def __init__(self, vae):
         self.vae = vae.eval().requires_grad_(False)
@@ -35,6 +43,19 @@ class WanVAECodec:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} is not a diffusers VAE folder: config.json is missing")
         return cls(AutoencoderKLWan.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True).to(device))
+
+    @classmethod
+    def random_wan22(cls, device: str = "cpu", dtype: torch.dtype = torch.float32) -> WanVAECodec:
+        """Wan2.2's VAE architecture with random weights: for timing and shape checks, never for training."""
+        from diffusers import AutoencoderKLWan
+
+        z = WAN22_VAE_ARCHITECTURE["z_dim"]
+        with torch.device("meta"):
+            vae = AutoencoderKLWan(**WAN22_VAE_ARCHITECTURE, latents_mean=[0.0] * z, latents_std=[1.0] * z)
+        vae = vae.to_empty(device=device)
+        for parameter in vae.parameters():
+            torch.nn.init.normal_(parameter, std=0.02)
+        return cls(vae.to(dtype))
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:
