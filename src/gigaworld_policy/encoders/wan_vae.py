@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-
 # The architecture of Wan2.2-TI2V-5B's VAE (diffusers' AutoencoderKLWan arguments), without its statistics.
 WAN22_VAE_ARCHITECTURE = {
     "base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
