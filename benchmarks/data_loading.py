@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import torch
+from training_throughput import measure as measure_training
 
-from gigaworld_policy import GigaWorldPolicy, PolicyConfig
+from gigaworld_policy import PolicyConfig
 from gigaworld_policy.data import LeRobotDataset, PolicyDataset
 from gigaworld_policy.envs.metaworld import collect
 
@@ -29,24 +30,6 @@ def loader_rate(dataset, batch_size: int, workers: int, batches: int) -> float:
     for _ in range(batches):
         next(iterator)
     return batches * batch_size / (time.perf_counter() - start)
-
-
-def training_rate(config: PolicyConfig, batch_size: int, steps: int) -> float:
-    policy = GigaWorldPolicy(config).train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
-    batch = policy.example_batch(batch_size)
-
-    def step():
-        loss, _ = policy.compute_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -63,7 +46,7 @@ def main() -> None:
         collect(["reach-v3", "drawer-open-v3"], args.episodes, str(root), image_size=(96, 96), progress=False)
         dataset = PolicyDataset(LeRobotDataset(root), config)
         rows = [(f"DataLoader, {w} worker(s)", loader_rate(dataset, args.batch_size, w, args.batches)) for w in (1, 2)]
-    train = training_rate(config, args.batch_size, args.train_steps)
+    train = measure_training("small", args.batch_size, args.train_steps, threads=1)["samples_per_s"]
     print(f"small preset, batch {args.batch_size}, {len(dataset)} frames, 3 cameras 96x96 -> composite "
           f"{config.image_size}, torch threads 1")
     print("| what | samples/s | x training |\n|---|---|---|")

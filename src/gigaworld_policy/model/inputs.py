@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..config import PolicyConfig
 
-TextEncoder = Callable[[list[str]], tuple[Tensor, Tensor]]  # tasks -> (B, L, text_dim), (B, L) bool
+TextEncoderFn = Callable[[list[str]], tuple[Tensor, Tensor]]  # tasks -> (B, L, text_dim), (B, L) bool
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _pad_last(x: Tensor, size: int) -> Tensor:
 
 
 def prepare_inputs(
-    batch: dict[str, Any], config: PolicyConfig, device, dtype, text_encoder: TextEncoder | None = None
+    batch: dict[str, Any], config: PolicyConfig, device, dtype, text_encoder: TextEncoderFn | None = None
 ) -> PolicyInputs:
     """Validate `batch` against `config`, move it to device/dtype, and pad state/actions to the max dims."""
     if "image" not in batch:
@@ -154,7 +154,7 @@ def prepare_inputs(
     )
 
 
-def _text(batch, config: PolicyConfig, device, dtype, text_encoder: TextEncoder | None, b: int):
+def _text(batch, config: PolicyConfig, device, dtype, text_encoder: TextEncoderFn | None, b: int):
     if batch.get("text_embeds") is None:
         if batch.get("task") is None:
             raise ValueError("batch needs the instruction: 'text_embeds' (B, L, text_dim) or 'task' (B strings)")

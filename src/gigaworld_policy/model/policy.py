@@ -31,7 +31,7 @@ from ..config import PolicyConfig
 from ..encoders import PixelCodec
 from . import flow
 from .embodiment import EmbodimentMLP
-from .inputs import PolicyInputs, TextEncoder, prepare_inputs
+from .inputs import PolicyInputs, TextEncoderFn, prepare_inputs
 from .layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
 from .wan import KV, Rope, TextContext, WanTransformer
 
@@ -63,7 +63,7 @@ class GigaWorldPolicy(nn.Module):
         # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
         # only. The Wan VAE codec has weights of its own and is attached after construction.
         self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
-        self.text_encoder: TextEncoder | None = None
+        self.text_encoder: TextEncoderFn | None = None
         # How robot units map to model units, per embodiment name (from the training data); saved with the weights.
         self.normalization: dict[str, dict] = {}
 
