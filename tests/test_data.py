@@ -205,3 +205,29 @@ def test_bad_input_is_named(tmp_path):
     next((root / "data").rglob("*.parquet")).unlink()
     with pytest.raises(FileNotFoundError, match="dataset file is missing: .*file-000.parquet"):
         LeRobotDataset(root)
+
+
+def test_precomputed_latents_give_the_same_loss_as_images(tmp_path):
+    from gigaworld_policy.data.latents import LatentDataset, precompute_latents
+
+    write_dataset(tmp_path / "ds", lengths=(12, 10))
+    config = tiny_config()
+    samples = PolicyDataset(LeRobotDataset(tmp_path / "ds"), config)
+    policy = GigaWorldPolicy(config)
+    precompute_latents(samples, policy.codec, tmp_path / "latents", batch_size=5, dtype="float32", progress=False)
+    latent_samples = LatentDataset(samples, tmp_path / "latents")
+    sample = latent_samples[3]
+    assert "image" not in sample and sample["latents"].shape == (48, 3, 8, 8)
+    indices = [0, 7, 13, 21]
+    with_images = torch.utils.data.default_collate([samples[i] for i in indices])
+    with_latents = torch.utils.data.default_collate([latent_samples[i] for i in indices])
+    for batch in (with_images, with_latents):
+        batch["text_embeds"] = torch.ones(4, 2, config.transformer.text_dim)
+    loss_images, _ = policy.compute_loss(with_images, torch.Generator().manual_seed(0))
+    loss_latents, _ = policy.compute_loss(with_latents, torch.Generator().manual_seed(0))
+    assert torch.allclose(loss_images, loss_latents, atol=1e-5)
+    assert torch.equal(policy.sample_actions(with_latents, noise=torch.zeros(4, 8, 4)),
+                       policy.sample_actions(with_images, noise=torch.zeros(4, 8, 4)))
+    with pytest.raises(ValueError, match="were made differently"):
+        LatentDataset(PolicyDataset(LeRobotDataset(tmp_path / "ds"), config, DataConfig(layout="row")),
+                      tmp_path / "latents")

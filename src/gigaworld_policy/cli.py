@@ -92,6 +92,26 @@ def _serve(args: argparse.Namespace) -> None:
     PolicyServer(predictor, args.host, args.port, key_map).run()
 
 
+def _precompute_latents(args: argparse.Namespace) -> None:
+    from .config import PolicyConfig
+    from .data import DataConfig, LeRobotDataset, PolicyDataset
+    from .data.latents import precompute_latents
+    from .model.policy import GigaWorldPolicy
+
+    config = PolicyConfig.preset(args.preset)
+    data = DataConfig(cameras=tuple(c for c in args.cameras.split(",") if c), layout=args.layout)
+    samples = PolicyDataset(LeRobotDataset(args.dataset), config, data)
+    if config.codec.kind == "wan_vae":
+        if not args.vae:
+            raise ValueError(f"preset {args.preset!r} uses the Wan2.2 VAE: pass --vae <folder>")
+        from .encoders.wan_vae import WanVAECodec
+
+        codec = WanVAECodec.from_pretrained(args.vae, args.device)
+    else:
+        codec = GigaWorldPolicy(config).codec
+    print(f"wrote {precompute_latents(samples, codec, args.out, args.batch_size, args.dtype)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
     serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     serve.set_defaults(run=_serve)
+
+    latents = commands.add_parser("precompute-latents", help="encode a dataset's clips once (train with --latents)")
+    latents.add_argument("--dataset", required=True)
+    latents.add_argument("--preset", default="gwp0", choices=sorted(PRESETS))
+    latents.add_argument("--vae", default=None, help="Wan2.2 VAE folder (for presets with the VAE codec)")
+    latents.add_argument("--out", required=True)
+    latents.add_argument("--cameras", default="", help="comma-separated, in composite order (default: all)")
+    latents.add_argument("--layout", default=None, choices=["t", "row", "single"])
+    latents.add_argument("--batch-size", type=int, default=8)
+    latents.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    latents.add_argument("--device", default="cpu")
+    latents.set_defaults(run=_precompute_latents)
 
     convert = commands.add_parser("convert", help="convert data").add_subparsers(dest="source", required=True)
     videos = convert.add_parser("videos", help="folder of .mp4 (+ .txt captions) -> video-only dataset")

@@ -36,6 +36,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from .atomic import atomic_directory
 from .config import PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
+from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
 from .model.policy import GigaWorldPolicy
 
@@ -59,6 +60,7 @@ class OptimConfig:
 class TrainConfig:
     dataset: tuple[str, ...] = ()  # one or more LeRobot v3.0 folders
     dataset_weights: tuple[float, ...] = ()  # sampling weight of each dataset (default: by size)
+    latents: tuple[str, ...] = ()  # precomputed latents of each dataset (`gwp precompute-latents`), same order
     preset: str = "tiny"
     policy_config: str | None = None  # a config.json to use instead of the preset
     stage: Literal["pretrain", "posttrain"] = "posttrain"
@@ -93,6 +95,8 @@ class TrainConfig:
             self.dataset = (self.dataset,)
         if self.dataset_weights and len(self.dataset_weights) != len(self.dataset):
             raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
+        if self.latents and len(self.latents) != len(self.dataset):
+            raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
 
     def policy(self) -> PolicyConfig:
         if self.policy_config:
@@ -163,9 +167,11 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
         name = policy.config.embodiments[cfg.data.embodiment].name
         samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=normalization.get(name))
         normalization[name] = samples.normalization_state()
+        if cfg.latents:
+            samples = LatentDataset(samples, cfg.latents[number])
         indices = torch.arange(len(samples))
         if number == 0 and cfg.val_episodes:
-            episodes = samples.dataset.episodes
+            episodes = LeRobotDataset(root).episodes
             if cfg.val_episodes >= len(episodes):
                 raise ValueError(f"cannot hold out {cfg.val_episodes} of {len(episodes)} episodes for validation")
             first_val = episodes[-cfg.val_episodes].start

@@ -153,19 +153,24 @@ class PolicyDataset(Dataset):
         ])
 
     def __getitem__(self, index: int) -> dict:
+        return self.sample(index)
+
+    def sample(self, index: int, images: bool = True) -> dict:
+        """The training sample of frame `index`; images=False leaves out image/future_images (for precomputed
+        latents), which skips all video decoding."""
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} is out of range (dataset has {len(self)} frames)")
         cfg = self.config
         future_steps = cfg.future_stride * np.arange(1, cfg.num_future_frames + 1)
         future_local, future_is_pad, episode, t = self._offsets(index, future_steps)
-        images = self._composites(episode, np.concatenate([[t], future_local]))
         sample = {
-            "image": images[0],
-            "future_images": images[1:],
             "future_is_pad": torch.as_tensor(future_is_pad),
             "embodiment": torch.tensor(self.data.embodiment),
             "task": self.dataset.task_of(index),
         }
+        if images:
+            composites = self._composites(episode, np.concatenate([[t], future_local]))
+            sample["image"], sample["future_images"] = composites[0], composites[1:]
         state = None
         if self.has_state:
             state = torch.as_tensor(self.dataset.columns[STATE][index])

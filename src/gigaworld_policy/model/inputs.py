@@ -3,6 +3,8 @@
 A batch is a dict (see `GigaWorldPolicy.example_batch`):
 
     image          (B, 3, H, W)     current composite image in [-1, 1]
+    latents        (B, C, 1+F', h, w) optional instead of image/future_images: precomputed codec latents
+                                    (first latent frame = the current image)
     future_images  (B, F, 3, H, W)  optional: sparse future frames (video loss / video targets)
     future_is_pad  (B, F) bool      optional: future frames past the episode end
     state          (B, S)           optional: proprioception, S <= max_state_dim
@@ -31,7 +33,7 @@ TextEncoderFn = Callable[[list[str]], tuple[Tensor, Tensor]]  # tasks -> (B, L, 
 
 @dataclass
 class PolicyInputs:
-    image: Tensor  # (B, 3, H, W)
+    image: Tensor | None  # (B, 3, H, W); None when precomputed latents are given
     embodiment: Tensor  # (B,) long
     text_embeds: Tensor  # (B, L, text_dim)
     text_mask: Tensor | None  # (B, L) bool
@@ -41,10 +43,15 @@ class PolicyInputs:
     actions: Tensor | None  # (B, H, max_action_dim), zero beyond each embodiment's action_dim
     action_is_pad: Tensor  # (B, H) bool
     action_dim_mask: Tensor  # (B, max_action_dim) bool: dims that exist for each sample's embodiment
+    latents: Tensor | None = None  # (B, C, 1 or 1+F', h, w) precomputed codec latents
 
     @property
     def batch_size(self) -> int:
-        return self.image.shape[0]
+        return self.embodiment.shape[0]
+
+    @property
+    def has_future(self) -> bool:
+        return self.future_images is not None or (self.latents is not None and self.latents.shape[2] > 1)
 
 
 def _shape_error(key: str, expected: str, given: Tensor) -> ValueError:
@@ -79,14 +86,23 @@ def prepare_inputs(
     batch: dict[str, Any], config: PolicyConfig, device, dtype, text_encoder: TextEncoderFn | None = None
 ) -> PolicyInputs:
     """Validate `batch` against `config`, move it to device/dtype, and pad state/actions to the max dims."""
-    if "image" not in batch:
-        raise ValueError(f"batch needs 'image' (B, 3, H, W); it has keys {sorted(batch)}")
     height, width = config.image_size
-    image = _tensor(batch, "image", device, dtype)
-    if image.ndim != 4 or tuple(image.shape[1:]) != (3, height, width):
-        raise _shape_error("image", f"(B, 3, {height}, {width}) (config.image_size)", image)
-    _check_image_range("image", image)
-    b = image.shape[0]
+    image = latents = None
+    if batch.get("latents") is not None:
+        latents = _tensor(batch, "latents", device, dtype)
+        c, (h, w), frames = config.codec.latent_channels, config.latent_size, 1 + config.num_future_latent_frames
+        if latents.ndim != 5 or latents.shape[1] != c or tuple(latents.shape[3:]) != (h, w) or (
+                latents.shape[2] not in (1, frames)):
+            raise _shape_error("latents", f"(B, {c}, 1 or {frames}, {h}, {w})", latents)
+        b = latents.shape[0]
+    elif batch.get("image") is not None:
+        image = _tensor(batch, "image", device, dtype)
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, height, width):
+            raise _shape_error("image", f"(B, 3, {height}, {width}) (config.image_size)", image)
+        _check_image_range("image", image)
+        b = image.shape[0]
+    else:
+        raise ValueError(f"batch needs 'image' (B, 3, H, W) or 'latents'; it has keys {sorted(batch)}")
 
     num_embodiments = len(config.embodiments)
     if "embodiment" in batch:
@@ -137,20 +153,20 @@ def prepare_inputs(
     num_future = config.num_future_frames
     future_images = None
     future_is_pad = torch.zeros(b, num_future, dtype=torch.bool, device=device)
-    if batch.get("future_images") is not None:
+    if batch.get("future_images") is not None and latents is None:
         future_images = _tensor(batch, "future_images", device, dtype)
         if future_images.shape != (b, num_future, 3, height, width):
             raise _shape_error("future_images", f"({b}, {num_future}, 3, {height}, {width})", future_images)
         _check_image_range("future_images", future_images)
-        if batch.get("future_is_pad") is not None:
-            future_is_pad = _tensor(batch, "future_is_pad", device).bool()
-            if future_is_pad.shape != (b, num_future):
-                raise _shape_error("future_is_pad", f"({b}, {num_future})", future_is_pad)
+    if batch.get("future_is_pad") is not None:
+        future_is_pad = _tensor(batch, "future_is_pad", device).bool()
+        if future_is_pad.shape != (b, num_future):
+            raise _shape_error("future_is_pad", f"({b}, {num_future})", future_is_pad)
 
     text_embeds, text_mask = _text(batch, config, device, dtype, text_encoder, b)
     return PolicyInputs(
         image, embodiment, text_embeds, text_mask, state, future_images, future_is_pad, actions, action_is_pad,
-        action_dim_mask,
+        action_dim_mask, latents,
     )
 
 

@@ -91,6 +91,16 @@ class GigaWorldPolicy(nn.Module):
                              f"the policy expects {expected}")
         return latents
 
+    def _latents(self, inputs: PolicyInputs, with_future: bool) -> Tensor:
+        """(B, C, 1 [+ F'], h, w): the current image's latent frame, then the future ones if asked for —
+        precomputed when the batch has 'latents', else encoded now."""
+        if inputs.latents is not None:
+            return inputs.latents if with_future else inputs.latents[:, :, :1]
+        frames = inputs.image[:, None]
+        if with_future:
+            frames = torch.cat([frames, inputs.future_images], dim=1)
+        return self._encode_frames(frames)
+
     def _layout(self, inputs: PolicyInputs, num_action: int, num_future_frames: int) -> TokenLayout:
         return TokenLayout(int(inputs.state is not None), self.config.token_grid, num_action, num_future_frames)
 
@@ -142,7 +152,7 @@ class GigaWorldPolicy(nn.Module):
         inputs = self.prepare(batch)
         b, device = inputs.batch_size, self.device
         with_actions = inputs.actions is not None and cfg.action_loss_weight > 0
-        with_video = inputs.future_images is not None and cfg.video_loss_weight > 0
+        with_video = inputs.has_future and cfg.video_loss_weight > 0
         if not (with_actions or with_video):
             raise ValueError("nothing to learn: the batch has neither 'actions' nor 'future_images' with a weight")
 
@@ -153,10 +163,7 @@ class GigaWorldPolicy(nn.Module):
         sigmas[:, TIME_GROUP["action"]] = sigma_action
         sigmas[:, TIME_GROUP["future"]] = sigma_video
 
-        frames = inputs.image[:, None]
-        if with_video:
-            frames = torch.cat([frames, inputs.future_images], dim=1)
-        latents = self._encode_frames(frames)
+        latents = self._latents(inputs, with_video)
         tokens = [self._prefix_tokens(inputs, latents[:, :, :1])]
 
         if with_actions:
@@ -268,7 +275,7 @@ class GigaWorldPolicy(nn.Module):
         """Action-only decoding -> normalised actions (B, H, A), A = the largest action dim of the batch's
         embodiments (smaller embodiments are zero beyond their own dims). noise: (B, H, A) start point."""
         inputs = self.prepare(batch)
-        observation = self._encode_frames(inputs.image[:, None])
+        observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, 0)
         actions = self._denoise_last_block(
             self._prefix_tokens(inputs, observation), layout, "action",
@@ -300,7 +307,7 @@ class GigaWorldPolicy(nn.Module):
         """Future frames (B, F, 3, H, W) in [-1, 1] given the observation and an action chunk (B, H, A).
         noise: (B, C, F', h, w) in latent space."""
         inputs = self.prepare({**batch, "actions": actions})
-        observation = self._encode_frames(inputs.image[:, None])
+        observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, self.config.num_future_latent_frames)
         context = torch.cat(
             [self._prefix_tokens(inputs, observation), self.action_encoder(inputs.actions, inputs.embodiment)], 1
@@ -324,7 +331,7 @@ class GigaWorldPolicy(nn.Module):
         """Reference joint decoding, no cache: the full S,O,A,V sequence runs at every step and actions and
         video are denoised together. Returns actions (B, H, A) and future latents (B, C, F', h, w)."""
         inputs = self.prepare(batch)
-        observation = self._encode_frames(inputs.image[:, None])
+        observation = self._latents(inputs, with_future=False)
         num_frames = self.config.num_future_latent_frames
         layout = self._layout(inputs, self.config.chunk_size, num_frames)
         plan = self._plan(layout, slice(0, layout.num_tokens))
