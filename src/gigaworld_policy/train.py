@@ -64,7 +64,7 @@ class TrainConfig:
     preset: str = "tiny"
     policy_config: str | None = None  # a config.json to use instead of the preset
     stage: Literal["pretrain", "posttrain"] = "posttrain"
-    init: str | None = None  # checkpoint folder to start from (e.g. a pretrain run's)
+    init: str | None = None  # checkpoint folder to start from (e.g. a pretrain run's); its architecture is kept
     output_dir: str = "outputs/train"
     resume: bool = False
     steps: int = 1000
@@ -98,8 +98,12 @@ class TrainConfig:
         if self.latents and len(self.latents) != len(self.dataset):
             raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
 
-    def policy(self) -> PolicyConfig:
-        if self.policy_config:
+    def policy(self, base: PolicyConfig | None = None) -> PolicyConfig:
+        """The policy config: `base` (an --init checkpoint's), else --policy-config, else the preset; then the
+        loss overrides of this run."""
+        if base is not None:
+            config = base
+        elif self.policy_config:
             config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
         else:
             config = PolicyConfig.preset(self.preset)
@@ -264,7 +268,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         policy = GigaWorldPolicy.from_pretrained(resume_from)
     elif cfg.init:
         init = GigaWorldPolicy.from_pretrained(cfg.init)
-        policy = GigaWorldPolicy(cfg.policy())
+        policy = GigaWorldPolicy(cfg.policy(base=init.config))
         policy.load_state_dict(init.state_dict())
         policy.normalization = init.normalization
     else:
