@@ -81,6 +81,18 @@ def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
     (action_before, video_before), (action_after, video_after) = losses
     assert action_after < 0.4 * action_before and video_after < 0.75 * video_before, losses
 
+    # open-loop evaluation sees the same: sampled action chunks get closer to the demonstrations
+    from gigaworld_policy.evaluate import open_loop_dataset
+
+    errors = []
+    for checkpoint in (tmp_path / "init", final):
+        policy = GigaWorldPolicy.from_pretrained(checkpoint)
+        policy.text_encoder, policy.normalization = text_encoder, {"sawyer": normalization}
+        errors.append(open_loop_dataset(policy, data, last_episodes=1, max_samples=10, out_dir=tmp_path / "ol"))
+    assert errors[1]["action_mse"] < 0.5 * errors[0]["action_mse"], errors
+    assert errors[0]["samples"] == 10
+    assert (tmp_path / "ol" / "open_loop.json").is_file() and (tmp_path / "ol" / "open_loop_future.png").is_file()
+
 
 def test_pretrain_on_video_then_posttrain(robot_data, video_data, tmp_path):
     pretrained = train_to(config(video_data, tmp_path / "pre", stage="pretrain", steps=3))

@@ -45,6 +45,19 @@ def _convert_videos(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _eval_open_loop(args: argparse.Namespace) -> None:
+    from .encoders.text import TextEncoder
+    from .evaluate import open_loop_dataset
+    from .model.policy import GigaWorldPolicy
+
+    policy = GigaWorldPolicy.from_pretrained(args.checkpoint, ema=not args.raw_weights)
+    policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
+    result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out)
+    for key, value in result.items():
+        print(f"{key}: {value:.5g}")
+    print(f"wrote {args.out}/open_loop.json")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from .evaluate import closed_loop, report_markdown
     from .inference import Predictor
@@ -143,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--max-steps", type=int, default=500)
     metaworld.add_argument("--fps", type=int, default=10)
     metaworld.set_defaults(run=_collect_metaworld)
+
+    offline = commands.add_parser("eval-open-loop", help="action / future-frame error on held-out episodes")
+    offline.add_argument("--checkpoint", required=True)
+    offline.add_argument("--dataset", required=True)
+    offline.add_argument("--last-episodes", type=int, default=5, help="held-out episodes at the dataset's end")
+    offline.add_argument("--samples", type=int, default=64, help="frames evaluated, spread over those episodes")
+    offline.add_argument("--out", default="outputs/eval_open_loop")
+    offline.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    offline.set_defaults(run=_eval_open_loop)
 
     demo = commands.add_parser("demo", help="the main job: collect, train, evaluate, report (CPU, < 60 min)")
     demo.add_argument("--out", default="outputs/demo")

@@ -201,6 +201,41 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
     return metrics, predicted
 
 
+def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_episodes: int = 5,
+                      max_samples: int = 64, batch_size: int = 8, out_dir: str | Path | None = None,
+                      seed: int = 0) -> dict[str, float]:
+    """Open-loop metrics (see `open_loop`) averaged over up to `max_samples` frames, evenly spread over the last
+    `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint was trained."""
+    from .data import DataConfig, LeRobotDataset, PolicyDataset
+
+    embodiment = next(iter(policy.normalization), None)
+    if embodiment is None:
+        raise ValueError("the checkpoint has no normalisation: it was not trained on a dataset")
+    processing = policy.normalization[embodiment]
+    dataset = LeRobotDataset(dataset_root)
+    data = DataConfig(cameras=tuple(processing["cameras"]), layout=processing["layout"], fit=processing["fit"],
+                      delta_action_dims=tuple(processing["delta_action_dims"]),
+                      embodiment=policy.config.embodiment_index(embodiment))
+    samples = PolicyDataset(dataset, policy.config, data, normalization=processing)
+    first = dataset.episodes[-min(last_episodes, len(dataset.episodes))].start
+    indices = np.linspace(first, len(samples) - 1, min(max_samples, len(samples) - first)).round().astype(int)
+    totals: dict[str, float] = {}
+    generator = torch.Generator().manual_seed(seed)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        batch = torch.utils.data.default_collate([samples[int(i)] for i in chunk])
+        metrics, predicted = open_loop(policy, batch, generator=generator)
+        if start == 0 and predicted is not None and out_dir is not None:
+            save_future_comparison(Path(out_dir) / "open_loop_future.png", batch["future_images"], predicted)
+        for key, value in metrics.items():
+            totals[key] = totals.get(key, 0.0) + value * len(chunk)
+    result = {key: value / len(indices) for key, value in totals.items()} | {"samples": int(len(indices))}
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "open_loop.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def save_future_comparison(path: str | Path, true_frames: Tensor, predicted: Tensor, max_rows: int = 4) -> None:
     """PNG grid: one row per sample, the true future frames then the predicted ones. Frames (B, F, 3, H, W)."""
     from PIL import Image
