@@ -6,6 +6,8 @@ Variants (all the same network and budget unless said):
     shared_sigma   one flow time for actions and video (the paper's first model)
     pretrain       a video-only pre-training stage on extra demonstrations whose actions are withheld, then
                    post-training (the budget is split between the two stages)
+    baseline       a standard flow-matching policy without video: the observation seen through a small CNN
+                   (as in Diffusion Policy) instead of the codec's latent patches, action loss only
 
 For every variant and training seed: train for `--train-minutes`, evaluate closed-loop on `--eval-episodes` held-out
 seeds per task, and record success and policy latency. Writes a table (mean success +- 95% interval over training
@@ -31,7 +33,7 @@ from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
-VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain")
+VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
 BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
 
 
@@ -40,7 +42,8 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
                   save_every=10**6, log_every=50, log_with="none",
                   optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
     minutes = args.train_minutes
-    overrides = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True}}
+    overrides = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
+                 "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
     if variant == "pretrain":
         pre = train(TrainConfig(dataset=(str(extra),), stage="pretrain", output_dir=str(run / "pretrain"),
                                 max_minutes=minutes / 2, **common))

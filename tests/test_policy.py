@@ -242,3 +242,19 @@ def test_flex_attention_backend_matches_sdpa(tiny_policy, use_cache):
     assert (flex - reference).abs().max() <= 1e-5
     expected = tiny_policy.sample_video(batch, reference, num_steps=2, noise=torch.zeros(2, 48, 2, 8, 8))
     assert (video - expected).abs().max() <= 1e-5
+
+
+def test_cnn_baseline_trains_and_samples(tiny_policy):
+    with pytest.raises(ValueError, match="predicts no video: set video_loss_weight to 0"):
+        tiny_policy.config.replace(observation_encoder="cnn")
+    baseline = GigaWorldPolicy(tiny_policy.config.replace(observation_encoder="cnn", video_loss_weight=0.0))
+    batch = baseline.example_batch(2, seed=17)
+    loss, info = _loss(baseline, batch)
+    loss.backward()
+    assert info["loss_video"] == 0 and all(p.grad is not None for p in baseline.image_encoder.parameters())
+    noise = torch.randn(2, 8, 14, generator=torch.Generator().manual_seed(0))
+    cached = baseline.sample_actions(batch, noise=noise, num_steps=3)
+    assert torch.allclose(cached, baseline.sample_actions(batch, noise=noise, num_steps=3, use_cache=False),
+                          atol=1e-5)
+    changed = {**batch, "image": -batch["image"]}
+    assert (baseline.sample_actions(changed, noise=noise, num_steps=3) - cached).abs().max() > 1e-4  # it looks

@@ -86,6 +86,7 @@ class TrainConfig:
     video_loss_weight: float | None = None  # overrides of the policy config, for ablations
     action_loss_weight: float | None = None
     shared_flow_time: bool | None = None
+    observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" (with video_loss_weight 0): the baseline
     text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -107,7 +108,8 @@ class TrainConfig:
             config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
         else:
             config = PolicyConfig.preset(self.preset)
-        overrides = {k: getattr(self, k) for k in ("video_loss_weight", "action_loss_weight", "shared_flow_time")}
+        names = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "observation_encoder")
+        overrides = {k: getattr(self, k) for k in names}
         return config.replace(**{k: v for k, v in overrides.items() if v is not None})
 
     def to_json(self) -> str:

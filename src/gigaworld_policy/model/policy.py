@@ -31,6 +31,7 @@ from ..config import PolicyConfig
 from ..encoders import PixelCodec
 from . import flow
 from .embodiment import EmbodimentMLP
+from .image_encoder import ConvImageEncoder
 from .inputs import PolicyInputs, TextEncoderFn, prepare_inputs
 from .layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
 from .wan import KV, Rope, TextContext, WanTransformer
@@ -60,6 +61,8 @@ class GigaWorldPolicy(nn.Module):
         self.state_encoder = EmbodimentMLP(num_embodiments, (config.max_state_dim, *hidden, dim))
         self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, dim))
         self.action_decoder = EmbodimentMLP(num_embodiments, (dim, *reversed(hidden), config.max_action_dim))
+        if config.observation_encoder == "cnn":
+            self.image_encoder = ConvImageEncoder(dim, config.token_grid)
         # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
         # only. The Wan VAE codec has weights of its own and is attached after construction.
         self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
@@ -106,7 +109,12 @@ class GigaWorldPolicy(nn.Module):
 
     def _prefix_tokens(self, inputs: PolicyInputs, observation: Tensor) -> Tensor:
         """State + observation tokens (B, P, D); observation latents (B, C, 1, h, w)."""
-        tokens = [self.transformer.patchify(observation)]
+        if self.config.observation_encoder == "cnn":
+            if inputs.image is None:
+                raise ValueError("the CNN observation encoder needs 'image', not precomputed 'latents'")
+            tokens = [self.image_encoder(inputs.image)]
+        else:
+            tokens = [self.transformer.patchify(observation)]
         if inputs.state is not None:
             tokens.insert(0, self.state_encoder(inputs.state[:, None], inputs.embodiment))
         return torch.cat(tokens, dim=1)
