@@ -24,3 +24,18 @@ def test_unknown_preset_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "latency", "--preset", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_train_options_from_a_file_and_dotted_flags(tmp_path):
+    from gigaworld_policy.cli import parse_train_args
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("preset: small\nsteps: 500\noptim:\n  lr: 0.001\n  schedule: constant\n")
+    config = parse_train_args(["--config", str(config_file), "--dataset", "a", "b", "--steps", "700",
+                               "--optim.warmup-steps", "5", "--data.cameras", "corner", "gripperPOV"])
+    assert config.preset == "small" and config.steps == 700 and config.dataset == ("a", "b")
+    assert config.optim.lr == 0.001 and config.optim.schedule == "constant" and config.optim.warmup_steps == 5
+    assert config.data.cameras == ("corner", "gripperPOV")
+    config_file.write_text("stpes: 3\n")
+    with pytest.raises(ValueError, match=r"unknown training options \['stpes'\]"):
+        parse_train_args(["--config", str(config_file)])

@@ -225,20 +225,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_command(argv: list[str]) -> None:
+def parse_train_args(argv: list[str]):
     """`gwp train [--config FILE.json|.yaml] [--field value ...]`: options are TrainConfig's fields, nested ones
     dotted (--optim.lr 3e-4, --data.cameras corner corner2); a config file sets defaults that flags override."""
     import tyro
 
-    from .train import TrainConfig, train
+    from .train import TrainConfig
 
     default = TrainConfig()
     if "--config" in argv:
         position = argv.index("--config")
         default = load_train_config(argv[position + 1])
         argv = argv[:position] + argv[position + 2 :]
-    config = tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
-    print(f"final checkpoint: {train(config).checkpoint}")
+    return tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
+
+
+def train_command(argv: list[str]) -> None:
+    from .train import train
+
+    print(f"final checkpoint: {train(parse_train_args(argv)).checkpoint}")
 
 
 def load_train_config(path: str):
