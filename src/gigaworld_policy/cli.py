@@ -235,7 +235,7 @@ def parse_train_args(argv: list[str]):
     default = TrainConfig()
     if "--config" in argv:
         position = argv.index("--config")
-        default = load_train_config(argv[position + 1])
+        default = TrainConfig.from_file(argv[position + 1])
         argv = argv[:position] + argv[position + 2 :]
     return tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
 
@@ -244,27 +244,6 @@ def train_command(argv: list[str]) -> None:
     from .train import train
 
     print(f"final checkpoint: {train(parse_train_args(argv)).checkpoint}")
-
-
-def load_train_config(path: str):
-    import dataclasses
-
-    import yaml
-
-    from .train import TrainConfig
-
-    text = open(path).read()
-    data = yaml.safe_load(text)  # JSON is YAML too
-    nested = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    kwargs = dict(data)
-    defaults = TrainConfig()
-    for name in ("optim", "data"):
-        if name in kwargs:
-            kwargs[name] = dataclasses.replace(getattr(defaults, name), **kwargs[name])
-    unknown = set(kwargs) - set(nested)
-    if unknown:
-        raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
-    return TrainConfig(**kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:

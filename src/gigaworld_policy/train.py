@@ -115,6 +115,21 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
+        """Options from a YAML or JSON file (e.g. a run's train_config.json); unknown keys are an error."""
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+        defaults = cls()
+        for name in ("optim", "data"):
+            if name in data:
+                data[name] = dataclasses.replace(getattr(defaults, name), **data[name])
+        return cls(**data)
+
 
 class EMA:
     """Exponential moving average of the trainable weights (fp32, on the weights' device)."""
