@@ -98,8 +98,9 @@ def write_results(results: dict, args, out: Path, command: str) -> None:
     section = "\n".join([
         BEGIN, "## Learning: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
-        f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task (and {args.episodes} more "
-        f"per task with actions withheld for the pre-training variant); `{args.preset}` preset, "
+        f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task"
+        + (f" (and {args.episodes} more per task with actions withheld for the pre-training variant)"
+           if "pretrain" in results else "") + f"; `{args.preset}` preset, "
         f"{args.train_minutes} min of CPU training per run, {args.eval_episodes} held-out episodes per task, "
         f"executing {args.execute_steps} actions per plan.", "",
         "| variant | mean success ± 95% interval over training seeds | seeds | policy latency p50 |",
