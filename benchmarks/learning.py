@@ -5,22 +5,28 @@ Variants (all the same network and budget unless said):
     action_only    action loss only (video_loss_weight 0): the ablation the paper's claim rests on
     shared_sigma   one flow time for actions and video (the paper's first model)
     pretrain       a video-only pre-training stage on extra demonstrations whose actions are withheld, then
-                   post-training (the budget is split between the two stages)
+                   post-training (the budget is split in half between the two stages)
     baseline       a standard flow-matching policy without video: the observation seen through a small CNN
                    (as in Diffusion Policy) instead of the codec's latent patches, action loss only
 
-For every variant and training seed: train for `--train-minutes`, evaluate closed-loop on `--eval-episodes` held-out
-seeds per task, and record success and policy latency. Writes a table (mean success +- 95% interval over training
-seeds) and a bar plot into the section of docs/RESULTS.md between the learning markers, and everything raw into
-OUT/learning.json.
+The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
+wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
+variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
+run's result to OUT/runs/<variant>-seed<k>/result.json. A run whose result exists is not run again, so an
+interrupted benchmark resumes, and runs can be spread over processes (`--variants`); `--report-only` then writes
+the table from the results found. The section of docs/RESULTS.md between the learning markers gets the tables
+(mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with Wilson intervals) and a plot;
+OUT/learning.json gets everything raw.
 
-    python benchmarks/learning.py --tasks mt3 --episodes 20 --train-minutes 20 --seeds 3 --eval-episodes 20
-    python benchmarks/learning.py --tasks mt10 ...
+    python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
+    python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
 """
 
 import argparse
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,39 +34,78 @@ import numpy as np
 import torch
 
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect
-from gigaworld_policy.evaluate import closed_loop
+from gigaworld_policy.evaluate import closed_loop, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
 VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
+OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
+             "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
 BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
+# What a run's result depends on: a cached result made with other values is refused, not silently reused.
+SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
+              "execute_steps", "episode_steps", "camera_size")
 
 
-def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: int) -> Path:
-    common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed, steps=10**7,
-                  save_every=10**6, log_every=50, log_with="none",
-                  optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
-    minutes = args.train_minutes
-    overrides = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
-                 "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: int) -> tuple[Path, int]:
+    """Train one (variant, seed); returns the final checkpoint and the optimiser steps taken (both stages)."""
+
+    def budget(share: float) -> dict:
+        steps = max(1, round(args.steps * share)) if args.steps else 10**7
+        minutes = args.train_minutes * share if args.train_minutes else None
+        return {"steps": steps, "max_minutes": minutes}
+
+    common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed, save_every=10**6,
+                  log_every=50, log_with="none", optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
     if variant == "pretrain":
         pre = train(TrainConfig(dataset=(str(extra),), stage="pretrain", output_dir=str(run / "pretrain"),
-                                max_minutes=minutes / 2, **common))
-        return train(TrainConfig(dataset=(str(data),), init=str(pre.checkpoint), output_dir=str(run / "post"),
-                                 max_minutes=minutes / 2, **common)).checkpoint
-    return train(TrainConfig(dataset=(str(data),), output_dir=str(run), max_minutes=minutes,
-                             **overrides.get(variant, {}), **common)).checkpoint
+                                **budget(0.5), **common)).checkpoint
+        post = train(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
+                                 **budget(0.5), **common)).checkpoint
+        return post, int(pre.name) + int(post.name)
+    checkpoint = train(TrainConfig(dataset=(str(data),), output_dir=str(run), **OVERRIDES.get(variant, {}),
+                                   **budget(1.0), **common)).checkpoint
+    return checkpoint, int(checkpoint.name)
 
 
-def evaluate_checkpoint(checkpoint: Path, tasks, args) -> dict:
+def evaluate_checkpoint(checkpoint: Path, args) -> dict:
     predictor = Predictor.from_checkpoint(checkpoint)
 
     def make_env(task):
         return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps)
 
-    return closed_loop(predictor, make_env, list(tasks), args.eval_episodes, seed=1000,
+    return closed_loop(predictor, make_env, list(args.task_list), args.eval_episodes, seed=1000,
                        execute_steps=args.execute_steps, progress=False)
+
+
+def run_once(variant: str, seed: int, args, out: Path) -> dict:
+    """Train and evaluate one (variant, seed), or return its stored result."""
+    run = out / "runs" / f"{variant}-seed{seed}"
+    result_file = run / "result.json"
+    setup = {key: getattr(args, key) for key in SETUP_KEYS}
+    setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
+    if result_file.exists():
+        stored = json.loads(result_file.read_text())
+        if stored["setup"] != setup:
+            changed = sorted(k for k in setup if stored["setup"].get(k) != setup[k])
+            raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
+                             f"use another --out or delete it")
+        return stored
+    started = time.monotonic()
+    checkpoint, steps = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
+    train_minutes = (time.monotonic() - started) / 60
+    report = evaluate_checkpoint(checkpoint, args)
+    result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "train_minutes": train_minutes,
+              "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report}
+    write_atomically(result_file, json.dumps(result, indent=2))
+    return result
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -71,61 +116,89 @@ def interval(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
-def write_results(results: dict, args, out: Path, command: str) -> None:
+def budget_words(args) -> str:
+    if args.steps and args.train_minutes:
+        return f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
+    if args.steps:
+        return f"{args.steps} optimiser steps per run"
+    return f"{args.train_minutes:g} min of CPU training per run"
+
+
+def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
+    lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
+             "training min | policy latency p50 |", "|---|---|---|---|---|---|---|"]
+    for variant, runs in results.items():
+        mean, half = interval([r["average_success_rate"] for r in runs])
+        per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
+        lines.append(f"| {variant} | {100 * mean:.0f}% ± {100 * half:.0f} | {per_seed} | {len(runs)} | "
+                     f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f} | "
+                     f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
+    lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
+              "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
+    for variant, runs in results.items():
+        cells = []
+        for task in args.task_list:
+            successes = sum(r["tasks"][task]["successes"] for r in runs)
+            episodes = sum(r["tasks"][task]["episodes"] for r in runs)
+            low, high = wilson_interval(successes, episodes)
+            cells.append(f"{100 * successes / episodes:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = []
-    names, means, errors = [], [], []
-    for variant, runs in results.items():
-        mean, half = interval([r["average_success_rate"] for r in runs])
-        latency = np.median([r["latency_ms"]["p50"] for r in runs])
-        rows.append(f"| {variant} | {100 * mean:.0f}% ± {100 * half:.0f} | {len(runs)} | {latency:.0f} ms |")
-        names.append(variant)
-        means.append(100 * mean)
-        errors.append(100 * half)
-    figure, axis = plt.subplots(figsize=(6, 3), dpi=100)
-    axis.bar(names, means, yerr=errors, capsize=4)
+    figure, axis = plt.subplots(figsize=(6.5, 3), dpi=100)
+    for x, runs in enumerate(results.values()):
+        rates = [100 * r["average_success_rate"] for r in runs]
+        mean, half = interval(rates)
+        axis.bar(x, mean, yerr=half, capsize=4, color="tab:blue", alpha=0.6)
+        axis.scatter([x] * len(rates), rates, color="black", s=12, zorder=3)
+    axis.set_xticks(range(len(results)), list(results))
     axis.set_ylabel("success on held-out seeds (%)")
     axis.set_ylim(0, 100)
     figure.tight_layout()
-    plot = Path(args.docs) / "learning.png"
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(plot)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
     plt.close(figure)
+
+
+def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
+    docs = Path(args.docs)
+    plot(results, docs / "learning.png")
+    withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
+                if "pretrain" in results else "")
     section = "\n".join([
         BEGIN, "## Learning: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
-        f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task"
-        + (f" (and {args.episodes} more per task with actions withheld for the pre-training variant)"
-           if "pretrain" in results else "") + f"; `{args.preset}` preset, "
-        f"{args.train_minutes} min of CPU training per run, {args.eval_episodes} held-out episodes per task, "
-        f"executing {args.execute_steps} actions per plan.", "",
-        "| variant | mean success ± 95% interval over training seeds | seeds | policy latency p50 |",
-        "|---|---|---|---|", *rows, "", f"![learning]({plot.name})", "", END,
+        f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
+        f"`{args.preset}` preset, batch {args.batch_size}, {budget_words(args)}; {args.eval_episodes} held-out "
+        f"episodes per task (seeds from 1000), executing {args.execute_steps} actions per plan.", "",
+        *summary_tables(results, args), "", "![learning](learning.png)", "", END,
     ])
-    results_md = Path(args.docs) / "RESULTS.md"
+    results_md = docs / "RESULTS.md"
     text = results_md.read_text() if results_md.exists() else "# Results\n"
     if BEGIN in text:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    results_md.write_text(text)
-    (out / "learning.json").write_text(json.dumps(results, indent=2))
+    write_atomically(results_md, text)
+    write_atomically(out / "learning.json", json.dumps(results, indent=2))
 
 
-def main() -> None:
-    import sys
-
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="mt3", help="mt3, mt10 or a comma-separated list")
     parser.add_argument("--episodes", type=int, default=20, help="demonstrations per task")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--train-minutes", type=float, default=20.0)
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run (equal-steps budget)")
+    parser.add_argument("--train-minutes", type=float, default=None, help="wall-clock minutes per run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -134,29 +207,47 @@ def main() -> None:
     parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64))
     parser.add_argument("--out", default="outputs/learning")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and the plot go")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the stored results")
     args = parser.parse_args()
+    if not args.steps and not args.train_minutes:
+        parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
+    args.variant_list = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(args.variant_list) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {VARIANTS}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    data, extra = out / "demos", out / "extra_demos"
-    if not (data / "meta" / "info.json").exists():
-        collect(list(args.task_list), args.episodes, str(data), image_size=tuple(args.camera_size), seed=0)
-    variants = [v for v in args.variants.split(",") if v]
-    if "pretrain" in variants and not (extra / "meta" / "info.json").exists():
-        collect(list(args.task_list), args.episodes, str(extra), image_size=tuple(args.camera_size), seed=5000)
     results = {}
-    for variant in variants:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
-        results[variant] = []
-        for seed in range(args.seeds):
-            started = time.monotonic()
-            checkpoint = train_variant(variant, args, data, extra, out / "runs" / f"{variant}-seed{seed}", seed)
-            report = evaluate_checkpoint(checkpoint, args.task_list, args)
-            report["train_and_eval_minutes"] = (time.monotonic() - started) / 60
-            results[variant].append(report)
-            print(f"{variant} seed {seed}: {100 * report['average_success_rate']:.0f}% average success", flush=True)
-    write_results(results, args, out, "python benchmarks/learning.py " + " ".join(sys.argv[1:]))
+    if args.report_only:
+        for variant in args.variant_list:
+            files = [out / "runs" / f"{variant}-seed{seed}" / "result.json" for seed in range(args.seeds)]
+            runs = [run_once(variant, seed, args, out) for seed, f in enumerate(files) if f.exists()]
+            if runs:
+                results[variant] = runs
+        if not results:
+            raise SystemExit(f"no stored results under {out / 'runs'}")
+    else:
+        wanted = [(args.task_list, args.episodes, out / "demos", 0)]
+        if "pretrain" in args.variant_list:
+            wanted.append((args.task_list, args.episodes, out / "extra_demos", 5000))
+        for tasks, episodes, folder, seed in wanted:
+            if not (folder / "meta" / "info.json").exists():
+                collect(list(tasks), episodes, str(folder), image_size=tuple(args.camera_size), seed=seed)
+        for variant in args.variant_list:
+            results[variant] = []
+            for seed in range(args.seeds):
+                result = run_once(variant, seed, args, out)
+                results[variant].append(result)
+                print(f"{variant} seed {seed}: {100 * result['average_success_rate']:.0f}% average success "
+                      f"({result['steps']} steps, {result['train_minutes']:.1f} min)", flush=True)
+    command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
+    write_results(results, args, out, f"python benchmarks/learning.py {command}")
 
 
 if __name__ == "__main__":
