@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect
 from gigaworld_policy.evaluate import closed_loop, wilson_interval
 from gigaworld_policy.inference import Predictor
-from gigaworld_policy.train import OptimConfig, TrainConfig, train
+from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
 VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
@@ -54,25 +55,40 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: int) -> tuple[Path, int]:
-    """Train one (variant, seed); returns the final checkpoint and the optimiser steps taken (both stages)."""
+def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
+    """Train, resuming from the stage's last checkpoint if an earlier process was interrupted. With a time budget
+    the interrupted part is started over, since its clock cannot be resumed."""
+    output_dir = Path(config.output_dir)
+    if resumable and (output_dir / CHECKPOINTS / "last").exists():
+        config.resume = True
+    elif output_dir.exists():
+        shutil.rmtree(output_dir)
+    return train(config).checkpoint, config.resume
+
+
+def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: int) -> tuple[Path, int, bool]:
+    """Train one (variant, seed); returns the final checkpoint, the optimiser steps taken (both stages) and whether
+    an interrupted run was resumed."""
 
     def budget(share: float) -> dict:
         steps = max(1, round(args.steps * share)) if args.steps else 10**7
         minutes = args.train_minutes * share if args.train_minutes else None
         return {"steps": steps, "max_minutes": minutes}
 
-    common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed, save_every=10**6,
-                  log_every=50, log_with="none", optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
+    resumable = args.train_minutes is None
+    common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
+                  save_every=500 if resumable else 10**7, log_every=50, log_with="none",
+                  optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
     if variant == "pretrain":
-        pre = train(TrainConfig(dataset=(str(extra),), stage="pretrain", output_dir=str(run / "pretrain"),
-                                **budget(0.5), **common)).checkpoint
-        post = train(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
-                                 **budget(0.5), **common)).checkpoint
-        return post, int(pre.name) + int(post.name)
-    checkpoint = train(TrainConfig(dataset=(str(data),), output_dir=str(run), **OVERRIDES.get(variant, {}),
-                                   **budget(1.0), **common)).checkpoint
-    return checkpoint, int(checkpoint.name)
+        pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **budget(0.5),
+                                                   output_dir=str(run / "pretrain"), **common), resumable)
+        post, resumed_post = train_stage(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
+                                                     **budget(0.5), **common), resumable)
+        return post, int(pre.name) + int(post.name), resumed_pre or resumed_post
+    overrides = OVERRIDES.get(variant, {})
+    checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), output_dir=str(run), **overrides,
+                                                  **budget(1.0), **common), resumable)
+    return checkpoint, int(checkpoint.name), resumed
 
 
 def evaluate_checkpoint(checkpoint: Path, args) -> dict:
@@ -99,11 +115,12 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
                              f"use another --out or delete it")
         return stored
     started = time.monotonic()
-    checkpoint, steps = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
+    checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
     train_minutes = (time.monotonic() - started) / 60
     report = evaluate_checkpoint(checkpoint, args)
-    result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "train_minutes": train_minutes,
-              "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report}
+    result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
+              "train_minutes": train_minutes, "eval_minutes": (time.monotonic() - started) / 60 - train_minutes,
+              **report}
     write_atomically(result_file, json.dumps(result, indent=2))
     return result
 
@@ -131,8 +148,11 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
         mean, half = interval([r["average_success_rate"] for r in runs])
         per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
         lines.append(f"| {variant} | {100 * mean:.0f}% ± {100 * half:.0f} | {per_seed} | {len(runs)} | "
-                     f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f} | "
+                     f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f}"
+                     f"{'*' if any(r.get('resumed') for r in runs) else ''} | "
                      f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
+    if any(r.get("resumed") for runs in results.values() for r in runs):
+        lines += ["", "\\* some runs were interrupted and resumed; their minutes count only the part after resuming."]
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
     for variant, runs in results.items():
