@@ -44,6 +44,7 @@ VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
 BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
+SMOOTHING = 8  # logged losses (one per 50 steps, each of one batch) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size")
@@ -166,21 +167,44 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     return lines
 
 
-def plot(results: dict[str, list[dict]], path: Path) -> None:
+def action_loss_curve(run: Path) -> list[tuple[int, float]]:
+    """(step, training action loss) from a run's metrics log; for the pre-training variant, its post-training stage."""
+    metrics = run / "post" / "metrics.jsonl" if (run / "post").exists() else run / "metrics.jsonl"
+    if not metrics.exists():
+        return []
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [(row["step"], row["train/loss_action"]) for row in rows if "train/loss_action" in row]
+
+
+def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
+    """Left: success per variant (bar = mean over seeds, dots = seeds). Right: training action loss against
+    (post-)training step, mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.5, 3), dpi=100)
-    for x, runs in enumerate(results.values()):
+    figure, (success, loss) = plt.subplots(1, 2, figsize=(11, 3.2), dpi=100)
+    for x, (variant, runs) in enumerate(results.items()):
         rates = [100 * r["average_success_rate"] for r in runs]
         mean, half = interval(rates)
-        axis.bar(x, mean, yerr=half, capsize=4, color="tab:blue", alpha=0.6)
-        axis.scatter([x] * len(rates), rates, color="black", s=12, zorder=3)
-    axis.set_xticks(range(len(results)), list(results))
-    axis.set_ylabel("success on held-out seeds (%)")
-    axis.set_ylim(0, 100)
+        success.bar(x, mean, yerr=half, capsize=4, color=f"C{x}", alpha=0.6)
+        success.scatter([x] * len(rates), rates, color="black", s=12, zorder=3)
+        curves = [action_loss_curve(out / "runs" / f"{variant}-seed{r['seed']}") for r in runs]
+        length = min(len(c) for c in curves)
+        if length:
+            steps = [step for step, _ in curves[0][:length]]
+            mean_curve = np.mean([[value for _, value in c[:length]] for c in curves], axis=0)
+            window = min(SMOOTHING, length)
+            smooth = np.convolve(mean_curve, np.ones(window) / window, mode="valid")
+            loss.plot(steps[window - 1:], smooth, color=f"C{x}", label=variant)
+    success.set_xticks(range(len(results)), list(results))
+    success.set_ylabel("success on held-out seeds (%)")
+    success.set_ylim(0, 100)
+    loss.set_xlabel("(post-)training step")
+    loss.set_ylabel(f"training action loss\n(mean of {SMOOTHING} logs)")
+    loss.set_yscale("log")
+    loss.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -189,7 +213,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
 
 def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
     docs = Path(args.docs)
-    plot(results, docs / "learning.png")
+    plot(results, out, docs / "learning.png")
     withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
                 if "pretrain" in results else "")
     section = "\n".join([
