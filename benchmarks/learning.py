@@ -12,11 +12,12 @@ Variants (all the same network and budget unless said):
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
 variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
-run's result to OUT/runs/<variant>-seed<k>/result.json. A run whose result exists is not run again, so an
-interrupted benchmark resumes, and runs can be spread over processes (`--variants`); `--report-only` then writes
-the table from the results found. The section of docs/RESULTS.md between the learning markers gets the tables
-(mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with Wilson intervals) and a plot;
-OUT/learning.json gets everything raw.
+run's result to OUT/runs/<variant>-seed<k>/result.json, with the open-loop action error on held-out
+demonstrations (a less noisy view of generalisation than a few dozen success counts). A run whose result exists is
+not run again, so an interrupted benchmark resumes, and runs can be spread over processes (`--variants`);
+`--report-only` then writes the table from the results found. The section of docs/RESULTS.md between the learning
+markers gets the tables (mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with
+Wilson intervals) and a plot (success; training action loss); OUT/learning.json gets everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
@@ -34,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gigaworld_policy.data import LeRobotDataset
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect
-from gigaworld_policy.evaluate import closed_loop, wilson_interval
+from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
@@ -44,6 +46,8 @@ VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
 BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
+HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
+HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
 SMOOTHING = 8  # logged losses (one per 50 steps, each of one batch) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
@@ -102,6 +106,14 @@ def evaluate_checkpoint(checkpoint: Path, args) -> dict:
                        execute_steps=args.execute_steps, progress=False)
 
 
+def open_loop_heldout(checkpoint: Path, heldout: Path) -> dict:
+    """Normalised action MSE (and future-frame MSE) on every frame sampled from held-out demonstrations: how well
+    the policy imitates the expert on layouts it never saw, without the noise of closed-loop success counts."""
+    policy = Predictor.from_checkpoint(checkpoint).policy  # EMA weights and the text encoder, as in closed loop
+    episodes = len(LeRobotDataset(heldout).episodes)
+    return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0)
+
+
 def run_once(variant: str, seed: int, args, out: Path) -> dict:
     """Train and evaluate one (variant, seed), or return its stored result."""
     run = out / "runs" / f"{variant}-seed{seed}"
@@ -114,14 +126,19 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
             changed = sorted(k for k in setup if stored["setup"].get(k) != setup[k])
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
+        if stored.get("open_loop_heldout") is None:
+            final = (run / "post" if variant == "pretrain" else run) / CHECKPOINTS / "last"
+            stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
+            write_atomically(result_file, json.dumps(stored, indent=2))
         return stored
     started = time.monotonic()
     checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
     train_minutes = (time.monotonic() - started) / 60
     report = evaluate_checkpoint(checkpoint, args)
     result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
-              "train_minutes": train_minutes, "eval_minutes": (time.monotonic() - started) / 60 - train_minutes,
-              **report}
+              "train_minutes": train_minutes,
+              "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
+              "open_loop_heldout": open_loop_heldout(checkpoint, out / "heldout_demos")}
     write_atomically(result_file, json.dumps(result, indent=2))
     return result
 
@@ -145,13 +162,14 @@ def budget_words(args) -> str:
 
 def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
-             "training min | policy latency p50 |", "|---|---|---|---|---|---|---|"]
+             "training min | held-out action MSE | policy latency p50 |", "|---|---|---|---|---|---|---|---|"]
     for variant, runs in results.items():
         mean, half = interval([r["average_success_rate"] for r in runs])
         per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
         lines.append(f"| {variant} | {100 * mean:.0f}% ± {100 * half:.0f} | {per_seed} | {len(runs)} | "
                      f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f}"
                      f"{'*' if any(r.get('resumed') for r in runs) else ''} | "
+                     f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
                      f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
     if any(r.get("resumed") for runs in results.values() for r in runs):
         lines += ["", "\\* some runs were interrupted and resumed; their minutes count only the part after resuming."]
@@ -222,7 +240,10 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         f"Command: `{command}`", "",
         f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
         f"`{args.preset}` preset, batch {args.batch_size}, {budget_words(args)}; {args.eval_episodes} held-out "
-        f"episodes per task (seeds from 1000), executing {args.execute_steps} actions per plan.", "",
+        f"episodes per task (seeds from 1000), executing {args.execute_steps} actions per plan. Held-out action "
+        f"MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) on {HELDOUT_SAMPLES} frames "
+        f"of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used neither for training nor for "
+        "the closed-loop evaluation.", "",
         *summary_tables(results, args), "", "![learning](learning.png)", "", END,
     ])
     results_md = docs / "RESULTS.md"
@@ -278,7 +299,8 @@ def main() -> None:
         if not results:
             raise SystemExit(f"no stored results under {out / 'runs'}")
     else:
-        wanted = [(args.task_list, args.episodes, out / "demos", 0)]
+        wanted = [(args.task_list, args.episodes, out / "demos", 0),
+                  (args.task_list, HELDOUT_EPISODES, out / "heldout_demos", HELDOUT_SEED)]
         if "pretrain" in args.variant_list:
             wanted.append((args.task_list, args.episodes, out / "extra_demos", 5000))
         for tasks, episodes, folder, seed in wanted:
