@@ -180,7 +180,9 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
               generator: torch.Generator | None = None) -> tuple[dict[str, float], Tensor | None]:
     """Metrics on one batch of held-out samples, in normalised units:
     action_mse (and action_mse_dim<i>) over valid steps and dims, video_mse over valid future frames (pixels in
-    [-1, 1], video decoded given the true actions). Returns the metrics and the predicted frames (B, F, 3, H, W)."""
+    [-1, 1], video decoded given the true actions), and video_mse_static, the error of predicting that nothing moves
+    (the current frame repeated): the bar a useful video prediction has to clear. Returns the metrics and the
+    predicted frames (B, F, 3, H, W)."""
     metrics: dict[str, float] = {}
     predicted = None
     if batch.get("actions") is not None:
@@ -195,9 +197,15 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
         metrics.update({f"action_mse_dim{i}": float(v) for i, v in enumerate(per_dim)})
         if batch.get("future_images") is not None:
             predicted = policy.sample_video(batch, batch["actions"], num_steps, generator=generator).cpu()
-            frame_error = ((predicted - batch["future_images"]) ** 2).mean(dim=(2, 3, 4))
             valid_frames = ~batch["future_is_pad"]
-            metrics["video_mse"] = float((frame_error * valid_frames).sum() / valid_frames.sum().clamp(min=1))
+
+            def frame_mse(frames: Tensor) -> float:  # (B, F, 3, H, W) against the true futures, valid frames only
+                error = ((frames - batch["future_images"]) ** 2).mean(dim=(2, 3, 4))
+                return float((error * valid_frames).sum() / valid_frames.sum().clamp(min=1))
+
+            metrics["video_mse"] = frame_mse(predicted)
+            if batch.get("image") is not None:
+                metrics["video_mse_static"] = frame_mse(batch["image"][:, None].expand_as(predicted))
     return metrics, predicted
 
 

@@ -1,0 +1,21 @@
+"""Open-loop metrics of evaluate.py."""
+
+import torch
+
+from gigaworld_policy.evaluate import open_loop
+
+
+def test_static_video_baseline_is_the_error_of_repeating_the_current_frame(tiny_policy):
+    batch = tiny_policy.example_batch(2, seed=0)
+    image = batch["image"].clamp(-0.5, 0.5)  # room to brighten by 0.5 inside [-1, 1]
+    frames = image[:, None].expand_as(batch["future_images"])
+    still = {**batch, "image": image, "future_images": frames.clone()}
+    assert open_loop(tiny_policy, still)[0]["video_mse_static"] == 0.0
+
+    # the scene brightens by 0.5 in the first future frame; the second one is padding and must not count
+    moved = {**still, "future_images": torch.stack([frames[:, 0] + 0.5, -frames[:, 1]], dim=1),
+             "future_is_pad": torch.tensor([[False, True], [False, True]])}
+    metrics, predicted = open_loop(tiny_policy, moved)
+    assert abs(metrics["video_mse_static"] - 0.25) < 1e-6
+    expected = ((predicted[:, 0] - moved["future_images"][:, 0]) ** 2).mean()
+    assert abs(metrics["video_mse"] - float(expected)) < 1e-5
