@@ -114,6 +114,10 @@ def open_loop_heldout(checkpoint: Path, heldout: Path) -> dict:
     return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0)
 
 
+def trains_video(variant: str) -> bool:
+    return OVERRIDES.get(variant, {}).get("video_loss_weight", 1.0) > 0
+
+
 def run_once(variant: str, seed: int, args, out: Path) -> dict:
     """Train and evaluate one (variant, seed), or return its stored result."""
     run = out / "runs" / f"{variant}-seed{seed}"
@@ -126,7 +130,8 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
             changed = sorted(k for k in setup if stored["setup"].get(k) != setup[k])
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
-        if stored.get("open_loop_heldout") is None:
+        heldout = stored.get("open_loop_heldout")
+        if heldout is None or (trains_video(variant) and "video_mse_static" not in heldout):
             final = (run / "post" if variant == "pretrain" else run) / CHECKPOINTS / "last"
             stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
             write_atomically(result_file, json.dumps(stored, indent=2))
@@ -152,6 +157,11 @@ def interval(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
+def video_error(variant: str, runs: list[dict]) -> str:
+    """Mean held-out future-frame MSE, for variants whose video head was trained (blank otherwise)."""
+    return f"{np.mean([r['open_loop_heldout']['video_mse'] for r in runs]):.3f}" if trains_video(variant) else "—"
+
+
 def budget_words(args) -> str:
     if args.steps and args.train_minutes:
         return f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
@@ -162,7 +172,8 @@ def budget_words(args) -> str:
 
 def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
-             "training min | held-out action MSE | policy latency p50 |", "|---|---|---|---|---|---|---|---|"]
+             "training min | held-out action MSE | held-out video MSE | policy latency p50 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for variant, runs in results.items():
         mean, half = interval([r["average_success_rate"] for r in runs])
         per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
@@ -170,7 +181,13 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
                      f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f}"
                      f"{'*' if any(r.get('resumed') for r in runs) else ''} | "
                      f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
+                     f"{video_error(variant, runs)} | "
                      f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
+    static = [r["open_loop_heldout"]["video_mse_static"] for runs in results.values() for r in runs
+              if "video_mse_static" in r["open_loop_heldout"]]
+    if static:
+        lines += ["", f"Held-out video MSE: future frames decoded given the true actions, pixels in [-1, 1]; only for "
+                  f"variants trained with the video loss. Repeating the current frame scores {np.mean(static):.3f}."]
     if any(r.get("resumed") for runs in results.values() for r in runs):
         lines += ["", "\\* some runs were interrupted and resumed; their minutes count only the part after resuming."]
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
