@@ -14,9 +14,9 @@ wall-clock time (`--train-minutes`: equal compute on this machine), or both (ste
 variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
 run's result to OUT/runs/<variant>-seed<k>/result.json, with the open-loop action error on held-out
 demonstrations (a less noisy view of generalisation than a few dozen success counts). A run whose result exists is
-not run again, so an interrupted benchmark resumes, and runs can be spread over processes (`--variants`);
-`--report-only` then writes the table from the results found. The section of docs/RESULTS.md between the learning
-markers gets the tables (mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with
+not run again, so an interrupted benchmark resumes, and runs can be spread over processes (`--variants`,
+`--first-seed`); `--report-only` then writes the table from the results found. The section of docs/RESULTS.md
+between the learning markers gets the tables (mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with
 Wilson intervals) and a plot (success; training action loss); OUT/learning.json gets everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
@@ -24,6 +24,7 @@ Wilson intervals) and a plot (success; training action loss); OUT/learning.json 
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import LeRobotDataset
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
@@ -123,6 +125,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     run = out / "runs" / f"{variant}-seed{seed}"
     result_file = run / "result.json"
     setup = {key: getattr(args, key) for key in SETUP_KEYS}
+    setup["network"] = dataclasses.asdict(PolicyConfig.preset(args.preset).transformer)  # presets can change
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
@@ -279,6 +282,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=20, help="demonstrations per task")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run (equal-steps budget)")
     parser.add_argument("--train-minutes", type=float, default=None, help="wall-clock minutes per run")
@@ -296,6 +300,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
     args.variant_list = [v for v in args.variants.split(",") if v]
+    args.seed_list = range(args.first_seed, args.first_seed + args.seeds)
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {VARIANTS}")
@@ -309,8 +314,8 @@ def main() -> None:
     results = {}
     if args.report_only:
         for variant in args.variant_list:
-            files = [out / "runs" / f"{variant}-seed{seed}" / "result.json" for seed in range(args.seeds)]
-            runs = [run_once(variant, seed, args, out) for seed, f in enumerate(files) if f.exists()]
+            seeds = [s for s in args.seed_list if (out / "runs" / f"{variant}-seed{s}" / "result.json").exists()]
+            runs = [run_once(variant, seed, args, out) for seed in seeds]
             if runs:
                 results[variant] = runs
         if not results:
@@ -325,7 +330,7 @@ def main() -> None:
                 collect(list(tasks), episodes, str(folder), image_size=tuple(args.camera_size), seed=seed)
         for variant in args.variant_list:
             results[variant] = []
-            for seed in range(args.seeds):
+            for seed in args.seed_list:
                 result = run_once(variant, seed, args, out)
                 results[variant].append(result)
                 print(f"{variant} seed {seed}: {100 * result['average_success_rate']:.0f}% average success "
