@@ -16,8 +16,9 @@ run's result to OUT/runs/<variant>-seed<k>/result.json, with the open-loop actio
 demonstrations (a less noisy view of generalisation than a few dozen success counts). A run whose result exists is
 not run again, so an interrupted benchmark resumes, and runs can be spread over processes (`--variants`,
 `--first-seed`); `--report-only` then writes the table from the results found. The section of docs/RESULTS.md
-between the learning markers gets the tables (mean success +- 95% t-interval over training seeds; per task, pooled over seeds, with
-Wilson intervals) and a plot (success; training action loss); OUT/learning.json gets everything raw.
+between the learning markers gets the tables (mean success +- 95% t-interval over training seeds; per task,
+pooled over seeds, with Wilson intervals) and a plot (success; training action loss); OUT/learning.json gets
+everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
