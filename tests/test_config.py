@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 
 from gigaworld_policy import PolicyConfig
@@ -32,3 +34,16 @@ def test_bad_config_says_which_rule_broke(changes, message):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         PolicyConfig.preset("huge")
+
+
+def test_training_warns_when_the_network_is_narrower_than_a_video_token():
+    from gigaworld_policy.train import warn_if_too_narrow_for_video
+
+    tiny = PolicyConfig.preset("tiny")  # 32 wide, tokens of 48 x 2 x 2 = 192 values
+    with pytest.warns(UserWarning, match=r"32 wide, narrower than a video token \(192 values\)"):
+        warn_if_too_narrow_for_video(tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_too_narrow_for_video(tiny.replace(video_loss_weight=0.0))  # no video to learn
+        warn_if_too_narrow_for_video(PolicyConfig.preset("small"))
+        warn_if_too_narrow_for_video(PolicyConfig.preset("gwp0"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +35,11 @@ class WanConfig:
     @property
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def token_values(self) -> int:
+        """Numbers in one latent token: channels x patch volume (192 for Wan2.2's 48 channels and 1x2x2 patch)."""
+        return self.in_channels * math.prod(self.patch_size)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(self.patch_size))

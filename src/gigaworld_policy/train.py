@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -259,6 +260,17 @@ class TrainResult:
     policy: GigaWorldPolicy  # the trained policy of this process (its raw, non-EMA weights)
 
 
+def warn_if_too_narrow_for_video(config: PolicyConfig) -> None:
+    """The network predicts the velocity noise - x0 of each video token, so it has to carry the token's noise from
+    input to output: a transformer narrower than a token cannot, and its video loss stalls with noisy frames."""
+    network = config.transformer
+    if config.video_loss_weight > 0 and network.inner_dim < network.token_values:
+        warnings.warn(f"the transformer is {network.inner_dim} wide, narrower than a video token "
+                      f"({network.token_values} values): it cannot learn the video velocity (the video loss will "
+                      f"stall and sampled frames stay noisy); make num_attention_heads x attention_head_dim at least "
+                      f"{network.token_values}", stacklevel=2)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run training to `cfg.steps`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -292,6 +304,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.manual_seed(cfg.seed)
         policy = GigaWorldPolicy(cfg.policy())
     policy.train()
+    warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
     text_encoder = None
     if cfg.text_encoder == "minilm":
