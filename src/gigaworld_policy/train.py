@@ -258,6 +258,7 @@ def _all_agree(accelerator, flag: bool) -> bool:
 class TrainResult:
     checkpoint: Path  # folder of the final checkpoint
     policy: GigaWorldPolicy  # the trained policy of this process (its raw, non-EMA weights)
+    num_processes: int  # how many processes trained it together (data-parallel)
 
 
 def warn_if_too_narrow_for_video(config: PolicyConfig) -> None:
@@ -279,6 +280,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     output_dir = Path(cfg.output_dir)
     accelerator = Accelerator(
+        # Without a GPU, accelerate only forms a process group (gloo) under torchrun when told it runs on the CPU.
+        cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=cfg.mixed_precision,
         log_with=None if cfg.log_with == "none" else cfg.log_with,
@@ -391,7 +394,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             break
     bar.close()
     accelerator.end_training()
-    return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped)
+    return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped, accelerator.num_processes)
 
 
 def validate(policy: GigaWorldPolicy, samples: Subset, cfg: TrainConfig, image_path: Path) -> dict[str, float]:
