@@ -1,4 +1,4 @@
-"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints."""
+"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints, EMA."""
 
 import os
 import socket
@@ -12,7 +12,7 @@ from helpers import write_dataset
 from safetensors.torch import load_file
 
 from gigaworld_policy.model.policy import GigaWorldPolicy
-from gigaworld_policy.train import OptimConfig, TrainConfig, train
+from gigaworld_policy.train import EMA, OptimConfig, TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,17 @@ def test_two_processes_train_and_agree(robot_data, tmp_path):
     assert [world_size for world_size, _ in reports] == ["2", "2"], "the ranks trained alone, not as one group"
     # Each rank draws its own batches and flow noise, so equal weights mean the gradients were averaged.
     assert reports[0][1] == reports[1][1]
+
+
+def test_ema_forgets_the_random_initial_weights_early():
+    model = torch.nn.Linear(4, 4)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(20):
+        ema.update(model)
+    # Without the warm-up 0.999**20 = 98% of the average would still be the initial weights.
+    torch.testing.assert_close(ema.shadow["weight"], torch.ones(4, 4), atol=1e-6, rtol=0)
+    ema.updates = 20_000
+    assert ema.current_decay() == 0.999
+

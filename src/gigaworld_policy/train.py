@@ -133,22 +133,33 @@ class TrainConfig:
 
 
 class EMA:
-    """Exponential moving average of the trainable weights (fp32, on the weights' device)."""
+    """Exponential moving average of the trainable weights (fp32, on the weights' device).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so the average covers roughly the last
+    tenth of training until it reaches `decay`. Without the warm-up a short run's average keeps a share decay^n of
+    the random initial weights (13% after 2000 steps at 0.999), which spoils it.
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
+        self.updates = 0
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        weight = 1 - self.current_decay()
         for key, value in model.state_dict().items():
-            self.shadow[key].lerp_(value.detach().float(), 1 - self.decay)
+            self.shadow[key].lerp_(value.detach().float(), weight)
+        self.updates += 1
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": self.shadow}
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        self.decay = state["decay"]
+        self.decay, self.updates = state["decay"], state["updates"]
         self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
 
 
