@@ -152,10 +152,10 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     return result
 
 
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95% t-interval half-width over training seeds (0 with one seed)."""
+def interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and 95% t-interval half-width over training seeds (None with one seed: no interval)."""
     if len(values) < 2:
-        return float(np.mean(values)), 0.0
+        return float(np.mean(values)), None
     # Student's t, two-sided 95%, for n - 1 degrees of freedom; beyond 10 seeds, n = 10's value (conservative).
     t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}[min(len(values), 10)]
     return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
@@ -181,7 +181,8 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     for variant, runs in results.items():
         mean, half = interval([r["average_success_rate"] for r in runs])
         per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
-        lines.append(f"| {variant} | {100 * mean:.0f}% ± {100 * half:.0f} | {per_seed} | {len(runs)} | "
+        spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
+        lines.append(f"| {variant} | {100 * mean:.0f}% {spread} | {per_seed} | {len(runs)} | "
                      f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f}"
                      f"{'*' if any(r.get('resumed') for r in runs) else ''} | "
                      f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
