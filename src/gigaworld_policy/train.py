@@ -135,31 +135,30 @@ class TrainConfig:
 class EMA:
     """Exponential moving average of the trainable weights (fp32, on the weights' device).
 
-    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so the average covers roughly the last
+    The decay warms up as min(decay, (1 + n) / (10 + n)) at optimiser step n, so the average covers roughly the last
     tenth of training until it reaches `decay`. Without the warm-up a short run's average keeps a share decay^n of
     the random initial weights (13% after 2000 steps at 0.999), which spoils it.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
-        self.updates = 0
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
 
-    def current_decay(self) -> float:
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        weight = 1 - self.current_decay()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Average in the weights after optimiser step `step` (0 for the first)."""
+        weight = 1 - self.decay_at(step)
         for key, value in model.state_dict().items():
             self.shadow[key].lerp_(value.detach().float(), weight)
-        self.updates += 1
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {"decay": self.decay, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        self.decay, self.updates = state["decay"], state["updates"]
+        self.decay = state["decay"]
         self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
 
 
@@ -379,7 +378,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             logs["loss_video"] += float(info["loss_video"]) / cfg.grad_accum
         scheduler.step()
         if ema:
-            ema.update(unwrapped)
+            ema.update(unwrapped, progress.step)
         progress.step += 1
         progress.samples += per_step
         bar.update()
