@@ -1,5 +1,7 @@
-"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints, EMA."""
+"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints, EMA,
+logged losses."""
 
+import json
 import os
 import socket
 import subprocess
@@ -155,3 +157,17 @@ def test_ema_forgets_the_random_initial_weights_early():
     # Without the warm-up 0.999**20 = 98% of the average would still be the initial weights.
     torch.testing.assert_close(ema.shadow["weight"], torch.ones(4, 4), atol=1e-6, rtol=0)
     assert ema.decay_at(20_000) == 0.999
+
+
+def test_logged_losses_are_means_over_the_interval(robot_data, tmp_path):
+    def logged(out, log_every):
+        train(config(robot_data, out, save_every=6, log_every=log_every))
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return {row["step"]: row for row in rows}
+
+    every_step, every_third = logged(tmp_path / "every", 1), logged(tmp_path / "third", 3)
+    assert sorted(every_third) == [1, 3, 6]
+    for step, covered in ((3, (2, 3)), (6, (4, 5, 6))):
+        for name in ("train/loss", "train/loss_action", "train/loss_video"):
+            mean = sum(every_step[s][name] for s in covered) / len(covered)
+            assert every_third[step][name] == pytest.approx(mean, rel=1e-5), (step, name)

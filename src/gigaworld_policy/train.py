@@ -14,7 +14,8 @@ Output folder:
                                              data position), written atomically
     OUT/checkpoints/last -> <step>           the newest complete checkpoint
     OUT/logs/                                TensorBoard event files
-    OUT/metrics.jsonl                        the same scalars, one JSON object per logged step
+    OUT/metrics.jsonl                        the same scalars, one JSON object per logged step; losses are
+                                             means over the steps since the previous log line
     OUT/validation/step-<step>.png           predicted vs true future frames of held-out samples
 """
 
@@ -174,6 +175,28 @@ class Progress:
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.samples = int(state["step"]), int(state["samples"])
+
+
+class LossMeans:
+    """Sums of the per-step losses between two log lines; `pop` gives their means over the steps and processes and
+    starts a new interval, so a log line describes every step since the previous one, not one noisy batch."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def pop(self, accelerator) -> dict[str, float]:
+        names = sorted(self.sums)
+        means = torch.tensor([self.sums[n] / self.steps for n in names], device=accelerator.device)
+        if accelerator.num_processes > 1:
+            means = accelerator.reduce(means, reduction="mean")
+        self.sums, self.steps = {}, 0
+        return dict(zip(names, means.tolist(), strict=True))
 
 
 def lr_lambda(optim: OptimConfig, total_steps: int):
@@ -360,6 +383,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
     metrics_log = output_dir / "metrics.jsonl"
     started = time.monotonic()
+    interval = LossMeans()  # losses since the last log line
     while progress.step < cfg.steps:
         logs = {"loss": 0.0, "loss_action": 0.0, "loss_video": 0.0}
         for micro in range(cfg.grad_accum):
@@ -383,8 +407,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         progress.samples += per_step
         bar.update()
         bar.set_postfix(loss=f"{logs['loss']:.4f}")
+        interval.add(logs)
         if progress.step % cfg.log_every == 0 or progress.step == 1:
-            scalars = {**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]}
+            means = interval.pop(accelerator)
+            scalars = {**{f"train/{k}": v for k, v in means.items()}, "train/lr": scheduler.get_last_lr()[0]}
             if cfg.log_with != "none":
                 accelerator.log(scalars, step=progress.step)
             if accelerator.is_main_process:
