@@ -1,7 +1,10 @@
 """Open-loop metrics of evaluate.py."""
 
+import dataclasses
+
 import torch
 
+from gigaworld_policy import GigaWorldPolicy
 from gigaworld_policy.evaluate import open_loop
 
 
@@ -19,3 +22,16 @@ def test_static_video_baseline_is_the_error_of_repeating_the_current_frame(tiny_
     assert abs(metrics["video_mse_static"] - 0.25) < 1e-6
     expected = ((predicted[:, 0] - moved["future_images"][:, 0]) ** 2).mean()
     assert abs(metrics["video_mse"] - float(expected)) < 1e-5
+
+
+def test_a_policy_trained_without_video_is_scored_on_actions_only(tiny_policy):
+    action_only = GigaWorldPolicy(dataclasses.replace(tiny_policy.config, video_loss_weight=0.0)).eval()
+    action_only.load_state_dict(tiny_policy.state_dict())
+    batch = tiny_policy.example_batch(2, seed=0)
+    with_video, frames = open_loop(tiny_policy, batch, generator=torch.Generator().manual_seed(0))
+    without_video, no_frames = open_loop(action_only, batch, generator=torch.Generator().manual_seed(0))
+    assert frames is not None and no_frames is None
+    assert "video_mse" in with_video and "video_mse" not in without_video
+    # same weights, same noise: the actions and the repeat-the-current-frame bar are unchanged
+    assert without_video["action_mse"] == with_video["action_mse"]
+    assert without_video["video_mse_static"] == with_video["video_mse_static"]

@@ -181,8 +181,9 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
     """Metrics on one batch of held-out samples, in normalised units:
     action_mse (and action_mse_dim<i>) over valid steps and dims, video_mse over valid future frames (pixels in
     [-1, 1], video decoded given the true actions), and video_mse_static, the error of predicting that nothing moves
-    (the current frame repeated): the bar a useful video prediction has to clear. Returns the metrics and the
-    predicted frames (B, F, 3, H, W)."""
+    (the current frame repeated): the bar a useful video prediction has to clear. A policy trained without the video
+    loss (video_loss_weight 0) predicts no video: video_mse is left out. Returns the metrics and the predicted frames
+    (B, F, 3, H, W), or None."""
     metrics: dict[str, float] = {}
     predicted = None
     if batch.get("actions") is not None:
@@ -196,16 +197,17 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
         metrics["action_mse"] = float(error.sum() / valid.sum().clamp(min=1))
         metrics.update({f"action_mse_dim{i}": float(v) for i, v in enumerate(per_dim)})
         if batch.get("future_images") is not None:
-            predicted = policy.sample_video(batch, batch["actions"], num_steps, generator=generator).cpu()
             valid_frames = ~batch["future_is_pad"]
 
             def frame_mse(frames: Tensor) -> float:  # (B, F, 3, H, W) against the true futures, valid frames only
                 error = ((frames - batch["future_images"]) ** 2).mean(dim=(2, 3, 4))
                 return float((error * valid_frames).sum() / valid_frames.sum().clamp(min=1))
 
-            metrics["video_mse"] = frame_mse(predicted)
+            if policy.config.video_loss_weight > 0:
+                predicted = policy.sample_video(batch, batch["actions"], num_steps, generator=generator).cpu()
+                metrics["video_mse"] = frame_mse(predicted)
             if batch.get("image") is not None:
-                metrics["video_mse_static"] = frame_mse(batch["image"][:, None].expand_as(predicted))
+                metrics["video_mse_static"] = frame_mse(batch["image"][:, None].expand_as(batch["future_images"]))
     return metrics, predicted
 
 
