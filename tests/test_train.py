@@ -54,6 +54,9 @@ def test_resume_is_exact(robot_data, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ema_a, ema_b = load_file(str(straight / "ema.safetensors")), load_file(str(resumed / "ema.safetensors"))
     assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    # besides the optimiser, training_state/ holds small states, not another copy of the weights or of the EMA
+    others = [f for f in (resumed / "training_state").iterdir() if f.name != "optimizer.bin"]
+    assert sum(f.stat().st_size for f in others) < 0.5 * (resumed / "model.safetensors").stat().st_size, others
     with pytest.raises(FileExistsError, match="already has checkpoints"):
         train(config(robot_data, tmp_path / "straight"))
 

@@ -11,7 +11,7 @@ Output folder:
     OUT/train_config.json                    the resolved configuration of the run
     OUT/checkpoints/<step>/                  a policy folder (config.json, model.safetensors, ema.safetensors,
                                              normalization.json) + training_state/ (optimizer, scheduler, RNG,
-                                             data position), written atomically
+                                             data position; no second copy of the weights), written atomically
     OUT/checkpoints/last -> <step>           the newest complete checkpoint
     OUT/logs/                                TensorBoard event files
     OUT/metrics.jsonl                        the same scalars, one JSON object per logged step; losses are
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from .atomic import atomic_directory
@@ -40,7 +41,7 @@ from .config import PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
-from .model.policy import GigaWorldPolicy
+from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
 
 CHECKPOINTS = "checkpoints"
 TRAINING_STATE = "training_state"
@@ -155,12 +156,12 @@ class EMA:
         for key, value in model.state_dict().items():
             self.shadow[key].lerp_(value.detach().float(), weight)
 
-    def state_dict(self) -> dict:
-        return {"decay": self.decay, "shadow": self.shadow}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.decay = state["decay"]
-        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+    def load_shadow(self, folder: Path) -> None:
+        """Resume the average from a checkpoint folder's ema.safetensors (its only copy)."""
+        stored = load_file(str(folder / EMA_WEIGHTS_NAME))
+        if stored.keys() != self.shadow.keys():
+            raise ValueError(f"{folder / EMA_WEIGHTS_NAME} does not hold the EMA weights of this model")
+        self.shadow = {k: stored[k].to(v) for k, v in self.shadow.items()}
 
 
 class Progress:
@@ -359,9 +360,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
     progress = Progress()
     model, optimizer = accelerator.prepare(policy, optimizer)
-    accelerator.register_for_checkpointing(scheduler, progress, *([ema] if ema else []))
+    accelerator.register_for_checkpointing(scheduler, progress)
+    # The checkpoint folder already holds the weights (model.safetensors, read above on resume) and the EMA
+    # (ema.safetensors): training_state/ keeps only what is not there, instead of a second copy of each.
+    accelerator.register_save_state_pre_hook(lambda models, weights, output_dir: weights.clear())
+    accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
     if resume_from is not None:
         accelerator.load_state(str(resume_from / TRAINING_STATE))
+        if ema:
+            ema.load_shadow(resume_from)
     unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
 
     per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
