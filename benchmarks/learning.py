@@ -8,6 +8,8 @@ Variants (all the same network and budget unless said):
                    post-training (the budget is split in half between the two stages)
     baseline       a standard flow-matching policy without video: the observation seen through a small CNN
                    (as in Diffusion Policy) instead of the codec's latent patches, action loss only
+    gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
+                   the two differ only in the future-video supervision
 
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
@@ -45,13 +47,14 @@ from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
-VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline")
+VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn")
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
-             "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
+             "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
+             "gwp_cnn": {"observation_encoder": "cnn"}}
 BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
-SMOOTHING = 8  # logged losses (one per 50 steps, each of one batch) averaged in the loss plot
+SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size")

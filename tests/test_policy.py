@@ -245,8 +245,6 @@ def test_flex_attention_backend_matches_sdpa(tiny_policy, use_cache):
 
 
 def test_cnn_baseline_trains_and_samples(tiny_policy):
-    with pytest.raises(ValueError, match="predicts no video: set video_loss_weight to 0"):
-        tiny_policy.config.replace(observation_encoder="cnn")
     baseline = GigaWorldPolicy(tiny_policy.config.replace(observation_encoder="cnn", video_loss_weight=0.0))
     batch = baseline.example_batch(2, seed=17)
     loss, info = _loss(baseline, batch)
@@ -258,3 +256,16 @@ def test_cnn_baseline_trains_and_samples(tiny_policy):
                           atol=1e-5)
     changed = {**batch, "image": -batch["image"]}
     assert (baseline.sample_actions(changed, noise=noise, num_steps=3) - cached).abs().max() > 1e-4  # it looks
+
+
+def test_cnn_observation_encoder_with_the_video_loss(tiny_policy):
+    policy = GigaWorldPolicy(tiny_policy.config.replace(observation_encoder="cnn"))
+    batch = policy.example_batch(2, seed=17)
+    loss, info = _loss(policy, batch)
+    loss.backward()
+    assert info["loss_action"] > 0 and info["loss_video"] > 0
+    assert all(p.grad is not None for p in policy.image_encoder.parameters())
+    assert policy.transformer.patch_embedding.weight.grad.abs().sum() > 0  # the future frames are still patches
+    perturbed = {**batch, "future_images": -batch["future_images"]}
+    assert abs(_loss(policy, perturbed)[1]["loss_action"] - info["loss_action"]) <= 1e-6  # the future cannot leak
+    assert policy.sample_video(batch, batch["actions"], num_steps=2).shape == batch["future_images"].shape

@@ -89,7 +89,7 @@ class TrainConfig:
     video_loss_weight: float | None = None  # overrides of the policy config, for ablations
     action_loss_weight: float | None = None
     shared_flow_time: bool | None = None
-    observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" (with video_loss_weight 0): the baseline
+    observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
