@@ -362,7 +362,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     model, optimizer = accelerator.prepare(policy, optimizer)
     accelerator.register_for_checkpointing(scheduler, progress)
     # The checkpoint folder already holds the weights (model.safetensors, read above on resume) and the EMA
-    # (ema.safetensors): training_state/ keeps only what is not there, instead of a second copy of each.
+    # (ema.safetensors): training_state/ keeps only what is not there, instead of a second copy of each. (Under
+    # FSDP accelerate still writes its sharded model there, which a sharded resume needs.)
     accelerator.register_save_state_pre_hook(lambda models, weights, output_dir: weights.clear())
     accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
     if resume_from is not None:
