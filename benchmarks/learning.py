@@ -242,7 +242,7 @@ def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
             window = min(SMOOTHING, length)
             smooth = np.convolve(mean_curve, np.ones(window) / window, mode="valid")
             loss.plot(steps[window - 1:], smooth, color=f"C{x}", label=variant)
-    success.set_xticks(range(len(results)), list(results))
+    success.set_xticks(range(len(results)), list(results), rotation=20, ha="right")
     success.set_ylabel("success on held-out seeds (%)")
     success.set_ylim(0, 100)
     loss.set_xlabel("(post-)training step")
