@@ -212,17 +212,21 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
 
 
 def action_loss_curve(run: Path) -> list[tuple[int, float]]:
-    """(step, training action loss) from a run's metrics log; for the pre-training variant, its post-training stage."""
-    metrics = run / "post" / "metrics.jsonl" if (run / "post").exists() else run / "metrics.jsonl"
+    """(optimiser step, training action loss) from a run's metrics log. The pre-training variant has no action loss
+    in its video-only stage: its curve is the post-training stage, shifted by the pre-training steps."""
+    metrics, offset = run / "metrics.jsonl", 0
+    if (run / "post").exists():
+        metrics = run / "post" / "metrics.jsonl"
+        offset = int((run / "pretrain" / CHECKPOINTS / "last").resolve().name)
     if not metrics.exists():
         return []
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [(row["step"], row["train/loss_action"]) for row in rows if "train/loss_action" in row]
+    return [(offset + row["step"], row["train/loss_action"]) for row in rows if "train/loss_action" in row]
 
 
 def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
     """Left: success per variant (bar = mean over seeds, dots = seeds). Right: training action loss against
-    (post-)training step, mean over seeds."""
+    optimiser step (both stages of the pre-training variant), mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,7 +249,7 @@ def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
     success.set_xticks(range(len(results)), list(results), rotation=20, ha="right")
     success.set_ylabel("success on held-out seeds (%)")
     success.set_ylim(0, 100)
-    loss.set_xlabel("(post-)training step")
+    loss.set_xlabel("optimiser step (pretrain: after its video-only stage)")
     loss.set_ylabel(f"training action loss\n(mean of {SMOOTHING} logs)")
     loss.set_yscale("log")
     loss.legend(fontsize=8)
