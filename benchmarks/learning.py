@@ -169,6 +169,15 @@ def video_error(variant: str, runs: list[dict]) -> str:
     return f"{np.mean([r['open_loop_heldout']['video_mse'] for r in runs]):.3f}" if trains_video(variant) else "—"
 
 
+def training_minutes(runs: list[dict]) -> str:
+    """Mean training wall-clock minutes over the runs that were never interrupted (a resumed run's clock restarted);
+    starred when some runs are left out, a dash when all were resumed."""
+    whole = [r["train_minutes"] for r in runs if not r.get("resumed")]
+    if not whole:
+        return "—*"
+    return f"{np.mean(whole):.1f}" + ("*" if len(whole) < len(runs) else "")
+
+
 def budget_words(args) -> str:
     if args.steps and args.train_minutes:
         return f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
@@ -186,8 +195,7 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
         per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
         spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
         lines.append(f"| {variant} | {100 * mean:.0f}% {spread} | {per_seed} | {len(runs)} | "
-                     f"{np.mean([r['steps'] for r in runs]):.0f} | {np.mean([r['train_minutes'] for r in runs]):.1f}"
-                     f"{'*' if any(r.get('resumed') for r in runs) else ''} | "
+                     f"{np.mean([r['steps'] for r in runs]):.0f} | {training_minutes(runs)} | "
                      f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
                      f"{video_error(variant, runs)} | "
                      f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
@@ -197,7 +205,8 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
         lines += ["", f"Held-out video MSE: future frames decoded given the true actions, pixels in [-1, 1]; only for "
                   f"variants trained with the video loss. Repeating the current frame scores {np.mean(static):.3f}."]
     if any(r.get("resumed") for runs in results.values() for r in runs):
-        lines += ["", "\\* some runs were interrupted and resumed; their minutes count only the part after resuming."]
+        lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
+                  "after resuming."]
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
     for variant, runs in results.items():
