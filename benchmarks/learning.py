@@ -14,13 +14,13 @@ Variants (all the same network and budget unless said):
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
 variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
-run's result to OUT/runs/<variant>-seed<k>/result.json, with the open-loop action error on held-out
-demonstrations (a less noisy view of generalisation than a few dozen success counts). A run whose result exists is
-not run again, so an interrupted benchmark resumes, and runs can be spread over processes (`--variants`,
-`--first-seed`); `--report-only` then writes the table from the results found. The section of docs/RESULTS.md
-between the learning markers gets the tables (mean success +- 95% t-interval over training seeds; per task,
-pooled over seeds, with Wilson intervals) and a plot (success; training action loss); OUT/learning.json gets
-everything raw.
+run's result to OUT/runs/<variant>-seed<k>/result.json (OUT: --out, by default outputs/learning/<tasks>), with the
+open-loop action error on held-out demonstrations (a less noisy view of generalisation than a few dozen success
+counts). A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread
+over processes (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
+task set's section of docs/RESULTS.md (between its markers) gets the tables (mean success +- 95% t-interval over
+training seeds; per task, pooled over seeds, with Wilson intervals) and a plot docs/learning-<tasks>.png (success;
+training action loss); OUT/learning.json gets everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
@@ -41,7 +41,7 @@ import torch
 
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import LeRobotDataset
-from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect
+from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
@@ -51,7 +51,6 @@ VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_c
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
              "gwp_cnn": {"observation_encoder": "cnn"}}
-BEGIN, END = "<!-- learning:begin -->", "<!-- learning:end -->"
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
@@ -64,6 +63,18 @@ def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int,
+                   camera_size: tuple[int, int]) -> None:
+    """Record `episodes` expert demonstrations per task into folder, unless it already holds exactly those."""
+    if not (folder / "meta" / "info.json").exists():
+        collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed)
+        return
+    found = LeRobotDataset(folder)
+    if sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks):
+        raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks, not "
+                         f"{episodes} of each of {', '.join(tasks)}: use another --out or delete it")
 
 
 def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
@@ -269,12 +280,15 @@ def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
 
 
 def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
+    """Write (or replace) the task set's section of RESULTS.md, between its markers, and its plot."""
     docs = Path(args.docs)
-    plot(results, out, docs / "learning.png")
+    name = task_set_name(args.tasks)
+    begin, end = f"<!-- learning {name}:begin -->", f"<!-- learning {name}:end -->"
+    plot(results, out, docs / f"learning-{name}.png")
     withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
                 if "pretrain" in results else "")
     section = "\n".join([
-        BEGIN, "## Learning: GigaWorld-Policy vs ablations on Meta-World", "",
+        begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
         f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
         f"`{args.preset}` preset, batch {args.batch_size}, {budget_words(args)}; {args.eval_episodes} held-out "
@@ -282,16 +296,21 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         f"MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) on {HELDOUT_SAMPLES} frames "
         f"of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used neither for training nor for "
         "the closed-loop evaluation.", "",
-        *summary_tables(results, args), "", "![learning](learning.png)", "", END,
+        *summary_tables(results, args), "", f"![learning on {name}](learning-{name}.png)", "", end,
     ])
     results_md = docs / "RESULTS.md"
     text = results_md.read_text() if results_md.exists() else "# Results\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    if begin in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     write_atomically(results_md, text)
     write_atomically(out / "learning.json", json.dumps(results, indent=2))
+
+
+def task_set_name(tasks: str) -> str:
+    """'mt3', 'mt10', or the given tasks joined by '+': names the output folder, the RESULTS section and the plot."""
+    return "+".join(t for t in tasks.split(",") if t)
 
 
 def parse_args() -> argparse.Namespace:
@@ -310,13 +329,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--episode-steps", type=int, default=200)
     parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64))
-    parser.add_argument("--out", default="outputs/learning")
+    parser.add_argument("--out", default=None, help="runs and demonstrations (default outputs/learning/<tasks>)")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and the plot go")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the stored results")
     args = parser.parse_args()
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
+    args.out = args.out or f"outputs/learning/{task_set_name(args.tasks)}"
     args.variant_list = [v for v in args.variants.split(",") if v]
     args.seed_list = range(args.first_seed, args.first_seed + args.seeds)
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
@@ -344,8 +364,7 @@ def main() -> None:
         if "pretrain" in args.variant_list:
             wanted.append((args.task_list, args.episodes, out / "extra_demos", 5000))
         for tasks, episodes, folder, seed in wanted:
-            if not (folder / "meta" / "info.json").exists():
-                collect(list(tasks), episodes, str(folder), image_size=tuple(args.camera_size), seed=seed)
+            demonstrations(folder, tasks, episodes, seed, tuple(args.camera_size))
         for variant in args.variant_list:
             results[variant] = []
             for seed in args.seed_list:
