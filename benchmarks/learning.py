@@ -72,9 +72,12 @@ def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: in
         collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed)
         return
     found = LeRobotDataset(folder)
-    if sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks):
-        raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks, not "
-                         f"{episodes} of each of {', '.join(tasks)}: use another --out or delete it")
+    sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
+    if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
+            or sizes != {tuple(camera_size)}):
+        raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks at "
+                         f"{sorted(sizes)} pixels, not {episodes} of each of {', '.join(tasks)} at {camera_size}: "
+                         "use another --out or delete it")
 
 
 def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
@@ -282,7 +285,7 @@ def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
 def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
     """Write (or replace) the task set's section of RESULTS.md, between its markers, and its plot."""
     docs = Path(args.docs)
-    name = task_set_name(args.tasks)
+    name = args.task_set
     begin, end = f"<!-- learning {name}:begin -->", f"<!-- learning {name}:end -->"
     plot(results, out, docs / f"learning-{name}.png")
     withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
@@ -308,11 +311,6 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
     write_atomically(out / "learning.json", json.dumps(results, indent=2))
 
 
-def task_set_name(tasks: str) -> str:
-    """'mt3', 'mt10', or the given tasks joined by '+': names the output folder, the RESULTS section and the plot."""
-    return "+".join(t for t in tasks.split(",") if t)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="mt3", help="mt3, mt10 or a comma-separated list")
@@ -336,7 +334,9 @@ def parse_args() -> argparse.Namespace:
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
-    args.out = args.out or f"outputs/learning/{task_set_name(args.tasks)}"
+    # 'mt3', 'mt10' or the tasks joined by '+': names the output folder, the RESULTS section and the plot
+    args.task_set = args.tasks if args.tasks in TASK_SETS else "+".join(args.task_list)
+    args.out = args.out or f"outputs/learning/{args.task_set}"
     args.variant_list = [v for v in args.variants.split(",") if v]
     args.seed_list = range(args.first_seed, args.first_seed + args.seeds)
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
@@ -359,12 +359,11 @@ def main() -> None:
         if not results:
             raise SystemExit(f"no stored results under {out / 'runs'}")
     else:
-        wanted = [(args.task_list, args.episodes, out / "demos", 0),
-                  (args.task_list, HELDOUT_EPISODES, out / "heldout_demos", HELDOUT_SEED)]
+        wanted = [(args.episodes, out / "demos", 0), (HELDOUT_EPISODES, out / "heldout_demos", HELDOUT_SEED)]
         if "pretrain" in args.variant_list:
-            wanted.append((args.task_list, args.episodes, out / "extra_demos", 5000))
-        for tasks, episodes, folder, seed in wanted:
-            demonstrations(folder, tasks, episodes, seed, tuple(args.camera_size))
+            wanted.append((args.episodes, out / "extra_demos", 5000))
+        for episodes, folder, seed in wanted:
+            demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size))
         for variant in args.variant_list:
             results[variant] = []
             for seed in args.seed_list:
