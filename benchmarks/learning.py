@@ -16,13 +16,14 @@ wall-clock time (`--train-minutes`: equal compute on this machine), or both (ste
 variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
 run's result to OUT/runs/<variant>-seed<k>/result.json (OUT: --out, by default outputs/learning/<tasks>), with the
 open-loop action error on held-out demonstrations (a less noisy view of generalisation than a few dozen success
-counts). A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread
-over processes (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
+counts). `--jobs N` trains N runs at a time, each in its own process on one torch thread (N up to the CPU cores).
+A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread over
+machines (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
 task set's section of docs/RESULTS.md (between its markers) gets the tables (mean success +- 95% t-interval over
 training seeds; per task, pooled over seeds, with Wilson intervals) and a plot docs/learning-<tasks>.png (success;
 training action loss); OUT/learning.json gets everything raw.
 
-    python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10
+    python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10 --jobs 2
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
 """
 
@@ -30,10 +31,12 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +170,28 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
               "open_loop_heldout": open_loop_heldout(checkpoint, out / "heldout_demos")}
     write_atomically(result_file, json.dumps(result, indent=2))
     return result
+
+
+def announce(result: dict) -> dict:
+    print(f"{result['variant']} seed {result['seed']}: {100 * result['average_success_rate']:.0f}% average success "
+          f"({result['steps']} steps, {result['train_minutes']:.1f} min)", flush=True)
+    return result
+
+
+def run_all(pairs: list[tuple[str, int]], args, out: Path) -> dict[tuple[str, int], dict]:
+    """Train and evaluate every (variant, seed) pair, `args.jobs` of them at a time, each in its own process on one
+    torch thread. The runs with a video loss, the longest, are started first so that the last to finish are short."""
+    if args.jobs == 1:
+        return {(variant, seed): announce(run_once(variant, seed, args, out)) for variant, seed in pairs}
+    pairs = sorted(pairs, key=lambda pair: not trains_video(pair[0]))
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {pool.submit(run_once, variant, seed, args, out): (variant, seed) for variant, seed in pairs}
+        try:
+            return {futures[future]: announce(future.result()) for future in as_completed(futures)}
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the runs under way finish and keep their results; no new ones start
+            raise
 
 
 def interval(values: list[float]) -> tuple[float, float | None]:
@@ -329,8 +354,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64))
     parser.add_argument("--out", default=None, help="runs and demonstrations (default outputs/learning/<tasks>)")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and the plot go")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, in separate processes of one torch thread (at most the CPU cores)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the stored results")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
@@ -364,13 +393,8 @@ def main() -> None:
             wanted.append((args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
             demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size))
-        for variant in args.variant_list:
-            results[variant] = []
-            for seed in args.seed_list:
-                result = run_once(variant, seed, args, out)
-                results[variant].append(result)
-                print(f"{variant} seed {seed}: {100 * result['average_success_rate']:.0f}% average success "
-                      f"({result['steps']} steps, {result['train_minutes']:.1f} min)", flush=True)
+        done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
+        results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
     write_results(results, args, out, f"python benchmarks/learning.py {command}")
 

@@ -1,5 +1,5 @@
-"""Training: exact resume, loss goes down, pretrain -> posttrain, two processes, crash-safe checkpoints, EMA,
-logged losses."""
+"""Training: exact resume, loss goes down, pretrain -> posttrain, spawned loader workers, two processes, crash-safe
+checkpoints, EMA, logged losses."""
 
 import json
 import os
@@ -107,6 +107,17 @@ def test_pretrain_on_video_then_posttrain(robot_data, video_data, tmp_path):
     after = weights(post)
     assert not torch.equal(before["transformer.proj_out.weight"], after["transformer.proj_out.weight"])
     assert GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]["action"]  # robot stats travel along
+
+
+def test_loader_workers_started_with_spawn(video_data, tmp_path):
+    """macOS and Windows start loader workers with "spawn": the dataset and the batching must pickle."""
+    method = torch.multiprocessing.get_start_method()
+    torch.multiprocessing.set_start_method("spawn", force=True)
+    try:
+        checkpoint = train_to(config(video_data, tmp_path / "pre", stage="pretrain", steps=2, num_workers=1))
+    finally:
+        torch.multiprocessing.set_start_method(method, force=True)
+    assert checkpoint.name.endswith("2")
 
 
 def test_crash_while_checkpointing_keeps_the_previous_one(robot_data, tmp_path, monkeypatch):

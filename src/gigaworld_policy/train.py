@@ -240,15 +240,13 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
     return ConcatDataset(parts), validation, per_sample
 
 
-def _collate(drop_actions: bool):
-    def collate(samples: list[dict]) -> dict:
-        batch = torch.utils.data.default_collate(samples)
-        if drop_actions:  # stage 1 learns the video alone, even on robot data
-            batch.pop("actions", None)
-            batch.pop("action_is_pad", None)
-        return batch
-
-    return collate
+def _collate_without_actions(samples: list[dict]) -> dict:
+    """Stage 1 learns the video alone, even on robot data. (Module level, so that loader workers started with
+    "spawn", the default on macOS and Windows, can unpickle it.)"""
+    batch = torch.utils.data.default_collate(samples)
+    batch.pop("actions", None)
+    batch.pop("action_is_pad", None)
+    return batch
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
@@ -376,7 +374,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     sampler = ResumableSampler(len(train_set), cfg.seed, progress.samples, accelerator.process_index,
                                accelerator.num_processes, weights if cfg.dataset_weights else None)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=_collate(cfg.stage == "pretrain"),
+                        collate_fn=_collate_without_actions if cfg.stage == "pretrain" else None,
                         persistent_workers=cfg.num_workers > 0)
     batches = iter(loader)
 
