@@ -246,6 +246,7 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     if any(r.get("resumed") for runs in results.values() for r in runs):
         lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
                   "after resuming."]
+    lines += default_against_others(results)
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
     for variant, runs in results.items():
@@ -256,6 +257,33 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
             low, high = wilson_interval(successes, episodes)
             cells.append(f"{100 * successes / episodes:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def pooled_successes(runs: list[dict]) -> tuple[int, int]:
+    """(successes, episodes) over every task and training seed."""
+    return (sum(t["successes"] for r in runs for t in r["tasks"].values()),
+            sum(t["episodes"] for r in runs for t in r["tasks"].values()))
+
+
+def default_against_others(results: dict[str, list[dict]], default: str = "gwp") -> list[str]:
+    """The default's success minus each other variant's, all episodes pooled, with a 95% Wald interval."""
+    if default not in results or len(results) < 2:
+        return []
+    wins, trials = pooled_successes(results[default])
+    lines = ["", f"{default} against each other variant, all episodes pooled over tasks and training seeds: the "
+             "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
+             "seed-to-seed spread of the table above).", "",
+             f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
+    p = wins / trials
+    for variant, runs in results.items():
+        if variant == default:
+            continue
+        other_wins, other_trials = pooled_successes(runs)
+        q = other_wins / other_trials
+        half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
+        lines.append(f"| {variant} | {other_wins}/{other_trials} (against {wins}/{trials}) | "
+                     f"{100 * (p - q):+.0f} ({100 * (p - q - half):+.0f} to {100 * (p - q + half):+.0f}) |")
     return lines
 
 
