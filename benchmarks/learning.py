@@ -297,7 +297,9 @@ def action_loss_curve(run: Path) -> list[tuple[int, float]]:
     if not metrics.exists():
         return []
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return [(offset + row["step"], row["train/loss_action"]) for row in rows if "train/loss_action" in row]
+    # a resumed run logs again the steps after its last checkpoint: the later rows (after resuming) win
+    losses = {row["step"]: row["train/loss_action"] for row in rows if "train/loss_action" in row}
+    return [(offset + step, loss) for step, loss in sorted(losses.items())]
 
 
 def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
