@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import LeRobotDataset
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect, instruction
@@ -60,12 +60,6 @@ SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int,
@@ -158,7 +152,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
         if heldout is None or (trains_video(variant) and "video_mse_static" not in heldout):
             final = (run / "post" if variant == "pretrain" else run) / CHECKPOINTS / "last"
             stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
-            write_atomically(result_file, json.dumps(stored, indent=2))
+            write_text_atomically(result_file, json.dumps(stored, indent=2))
         return stored
     started = time.monotonic()
     checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
@@ -168,7 +162,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
               "train_minutes": train_minutes,
               "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
               "open_loop_heldout": open_loop_heldout(checkpoint, out / "heldout_demos")}
-    write_atomically(result_file, json.dumps(result, indent=2))
+    write_text_atomically(result_file, json.dumps(result, indent=2))
     return result
 
 
@@ -297,7 +291,7 @@ def action_loss_curve(run: Path) -> list[tuple[int, float]]:
     if not metrics.exists():
         return []
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    # a resumed run logs again the steps after its last checkpoint: the later rows (after resuming) win
+    # logs of runs resumed before the trainer trimmed them on resume repeat some steps: the later rows win
     losses = {row["step"]: row["train/loss_action"] for row in rows if "train/loss_action" in row}
     return [(offset + step, loss) for step, loss in sorted(losses.items())]
 
@@ -362,8 +356,8 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    write_atomically(results_md, text)
-    write_atomically(out / "learning.json", json.dumps(results, indent=2))
+    write_text_atomically(results_md, text)
+    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
 
 
 def parse_args() -> argparse.Namespace:

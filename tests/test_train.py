@@ -117,7 +117,7 @@ def test_loader_workers_started_with_spawn(video_data, tmp_path):
         checkpoint = train_to(config(video_data, tmp_path / "pre", stage="pretrain", steps=2, num_workers=1))
     finally:
         torch.multiprocessing.set_start_method(method, force=True)
-    assert checkpoint.name.endswith("2")
+    assert int(checkpoint.name) == 2
 
 
 def test_crash_while_checkpointing_keeps_the_previous_one(robot_data, tmp_path, monkeypatch):
@@ -132,14 +132,20 @@ def test_crash_while_checkpointing_keeps_the_previous_one(robot_data, tmp_path, 
     monkeypatch.setattr(GigaWorldPolicy, "_steps_written", 0, raising=False)
     monkeypatch.setattr(GigaWorldPolicy, "write_pretrained", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
-        train(config(robot_data, tmp_path / "run"))
+        train(config(robot_data, tmp_path / "run", log_every=1))
     checkpoints = tmp_path / "run" / "checkpoints"
     assert os.readlink(checkpoints / "last") == "000003"
     assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith(".")) == ["000003", "last"]
     GigaWorldPolicy.from_pretrained(checkpoints / "last")
     monkeypatch.undo()
-    resumed = train_to(config(robot_data, tmp_path / "run", resume=True))  # and training goes on from there
+
+    def logged_steps() -> list[int]:
+        return [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
+
+    assert logged_steps() == [1, 2, 3, 4, 5, 6]  # steps 4-6 were logged, then lost with their checkpoint
+    resumed = train_to(config(robot_data, tmp_path / "run", resume=True, log_every=1))  # training goes on from there
     assert resumed.name == "000006"
+    assert logged_steps() == [1, 2, 3, 4, 5, 6]  # each step logged once: the lost steps' lines were replaced
 
 
 def free_port() -> int:

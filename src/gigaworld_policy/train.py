@@ -15,7 +15,8 @@ Output folder:
     OUT/checkpoints/last -> <step>           the newest complete checkpoint
     OUT/logs/                                TensorBoard event files
     OUT/metrics.jsonl                        the same scalars, one JSON object per logged step; losses are
-                                             means over the steps since the previous log line
+                                             means over the steps since the previous log line (a resumed run
+                                             replaces the lines logged after its checkpoint)
     OUT/validation/step-<step>.png           predicted vs true future frames of held-out samples
 """
 
@@ -36,7 +37,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from .atomic import atomic_directory
+from .atomic import atomic_directory, write_text_atomically
 from .config import PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
@@ -249,6 +250,13 @@ def _collate_without_actions(samples: list[dict]) -> dict:
     return batch
 
 
+def _trim_metrics_log(metrics_log: Path, last_step: int) -> None:
+    """Drop the lines logged after the checkpoint a run resumes from: the resumed run logs those steps again."""
+    if metrics_log.exists():
+        lines = metrics_log.read_text().splitlines(keepends=True)
+        write_text_atomically(metrics_log, "".join(line for line in lines if json.loads(line)["step"] <= last_step))
+
+
 def _latest_checkpoint(output_dir: Path) -> Path | None:
     last = output_dir / CHECKPOINTS / "last"
     return last.resolve() if last.exists() else None
@@ -388,6 +396,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
     metrics_log = output_dir / "metrics.jsonl"
+    if resume_from is not None and accelerator.is_main_process:
+        _trim_metrics_log(metrics_log, progress.step)
     started = time.monotonic()
     interval = LossMeans()  # losses since the last log line
     while progress.step < cfg.steps:
