@@ -14,14 +14,14 @@ Variants (all the same network and budget unless said):
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
 variant and training seed: train, evaluate closed-loop on `--eval-episodes` held-out seeds per task, and write the
-run's result to OUT/runs/<variant>-seed<k>/result.json (OUT: --out, by default outputs/learning/<tasks>), with the
+run's result to OUT/runs/<variant>-seed<k>/result.json (OUT: --out, by default outputs/learning/<name>), with the
 open-loop action error on held-out demonstrations (a less noisy view of generalisation than a few dozen success
 counts). `--jobs N` trains N runs at a time, each in its own process on one torch thread (N up to the CPU cores).
 A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread over
 machines (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
-task set's section of docs/RESULTS.md (between its markers) gets the tables (mean success +- 95% t-interval over
-training seeds; per task, pooled over seeds, with Wilson intervals) and a plot docs/learning-<tasks>.png (success;
-training action loss); OUT/learning.json gets everything raw.
+section <name> of docs/RESULTS.md (between its markers; `--name`, by default the task set) gets the tables (mean
+success +- 95% t-interval over training seeds; per task, pooled over seeds, with Wilson intervals) and a plot
+docs/learning-<name>.png (success; training action loss); OUT/learning.json gets everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10 --jobs 2
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
@@ -334,7 +334,7 @@ def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
 def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
     """Write (or replace) the task set's section of RESULTS.md, between its markers, and its plot."""
     docs = Path(args.docs)
-    name = args.task_set
+    name = args.name
     begin, end = f"<!-- learning {name}:begin -->", f"<!-- learning {name}:end -->"
     plot(results, out, docs / f"learning-{name}.png")
     withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
@@ -376,7 +376,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--episode-steps", type=int, default=200)
     parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64))
-    parser.add_argument("--out", default=None, help="runs and demonstrations (default outputs/learning/<tasks>)")
+    parser.add_argument("--name", default=None,
+                        help="names the output folder, the RESULTS section and the plot (default: the task set, e.g. "
+                             "mt10); give another to keep a study with a different setup beside the main table")
+    parser.add_argument("--out", default=None, help="runs and demonstrations (default outputs/learning/<name>)")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and the plot go")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, in separate processes of one torch thread (at most the CPU cores)")
@@ -387,9 +390,10 @@ def parse_args() -> argparse.Namespace:
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
-    # 'mt3', 'mt10' or the tasks joined by '+': names the output folder, the RESULTS section and the plot
+    # 'mt3', 'mt10' or the tasks joined by '+'
     args.task_set = args.tasks if args.tasks in TASK_SETS else "+".join(args.task_list)
-    args.out = args.out or f"outputs/learning/{args.task_set}"
+    args.name = args.name or args.task_set
+    args.out = args.out or f"outputs/learning/{args.name}"
     args.variant_list = [v for v in args.variants.split(",") if v]
     args.seed_list = range(args.first_seed, args.first_seed + args.seeds)
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
