@@ -43,7 +43,7 @@ import torch
 
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
-from gigaworld_policy.data import LeRobotDataset
+from gigaworld_policy.data import DataConfig, LeRobotDataset
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
@@ -56,10 +56,11 @@ OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared
              "gwp_cnn": {"observation_encoder": "cnn"}}
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
+POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
-              "execute_steps", "episode_steps", "camera_size")
+              "execute_steps", "episode_steps", "camera_size", "image_size", "layout")
 
 
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int,
@@ -100,7 +101,10 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
     resumable = args.train_minutes is None
     common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
                   save_every=500 if resumable else 10**7, log_every=50, log_with="none",
-                  optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"))
+                  optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
+                  data=DataConfig(layout=args.layout))
+    if args.image_size:
+        common["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
     if variant == "pretrain":
         pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **budget(0.5),
                                                    output_dir=str(run / "pretrain"), **common), resumable)
@@ -217,6 +221,14 @@ def budget_words(args) -> str:
     if args.steps:
         return f"{args.steps} optimiser steps per run"
     return f"{args.train_minutes:g} min of CPU training per run"
+
+
+def composite_words(args) -> str:
+    """How the composite image differs from the preset's, if it does."""
+    if not (args.image_size or args.layout):
+        return ""
+    size = "x".join(map(str, args.image_size)) if args.image_size else "preset-size"
+    return f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
 
 
 def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
@@ -343,11 +355,11 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
         f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
-        f"`{args.preset}` preset, batch {args.batch_size}, {budget_words(args)}; {args.eval_episodes} held-out "
-        f"episodes per task (seeds from 1000), executing {args.execute_steps} actions per plan. Held-out action "
-        f"MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) on {HELDOUT_SAMPLES} frames "
-        f"of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used neither for training nor for "
-        "the closed-loop evaluation.", "",
+        f"`{args.preset}` preset{composite_words(args)}, batch {args.batch_size}, {budget_words(args)}; "
+        f"{args.eval_episodes} held-out episodes per task (seeds from 1000), executing {args.execute_steps} actions "
+        f"per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) "
+        f"on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used "
+        "neither for training nor for the closed-loop evaluation.", "",
         *summary_tables(results, args), "", f"![learning on {name}](learning-{name}.png)", "", end,
     ])
     results_md = docs / "RESULTS.md"
@@ -375,7 +387,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--episode-steps", type=int, default=200)
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64))
+    parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64), help="pixels (H W) of each recorded view")
+    parser.add_argument("--image-size", type=int, nargs=2, default=None,
+                        help="composite image (H W) the policy sees (default: the preset's)")
+    parser.add_argument("--layout", choices=("t", "row"), default=None,
+                        help="composite layout of the three views (default: t, head view on top)")
     parser.add_argument("--name", default=None,
                         help="names the output folder, the RESULTS section and the plot (default: the task set, e.g. "
                              "mt10); give another to keep a study with a different setup beside the main table")
@@ -421,6 +437,9 @@ def main() -> None:
             wanted.append((args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
             demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size))
+        if args.image_size:  # the preset with another composite size, for every run
+            policy = PolicyConfig.preset(args.preset).replace(image_size=tuple(args.image_size))
+            write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))
         done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
         results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
