@@ -74,11 +74,45 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     predictor = Predictor.from_checkpoint(result.checkpoint)
     assert predictor.cameras == ["corner", "gripperPOV"]
 
+    class CountingEnv(MetaWorldEnv):
+        """Counts what each episode renders (full observations, single views for the rollout video) and keeps the
+        actions it executed."""
+
+        def reset(self, seed):
+            self.observed, self.rendered_alone, self.observing, self.actions = 0, 0, False, []
+            return super().reset(seed)
+
+        def step(self, action):
+            self.actions.append(action.copy())
+            return super().step(action)
+
+        def observe(self):
+            self.observed, self.observing = self.observed + 1, True
+            try:
+                return super().observe()
+            finally:
+                self.observing = False
+
+        def render(self, camera):
+            self.rendered_alone += not self.observing
+            return super().render(camera)
+
+    envs = []
+
     def make_env(task):
-        return MetaWorldEnv(task, tuple(predictor.cameras), (32, 32), max_steps=12)
+        envs.append(CountingEnv(task, tuple(predictor.cameras), (32, 32), max_steps=12))
+        return envs[-1]
 
     report = closed_loop(predictor, make_env, ["reach-v3"], episodes=2, seed=1000, execute_steps=4,
                          out_dir=tmp_path / "eval", with_video=True, progress=False)
+    # The second episode records nothing: the cameras are rendered once per plan (reset included), not per step.
+    second = report["results"][1]
+    plans = -(-second["length"] // 4)
+    assert envs[0].observed == plans and envs[0].rendered_alone == 0
+    # The sampling noise comes from the episode's seed: evaluating again executes exactly the same actions.
+    executed = envs[0].actions
+    again = closed_loop(predictor, make_env, ["reach-v3"], episodes=2, seed=1000, execute_steps=4, progress=False)
+    assert again["results"] == report["results"] and np.array_equal(np.stack(envs[1].actions), np.stack(executed))
     row = report["tasks"]["reach-v3"]
     assert row["episodes"] == 2 and 0 <= row["success_rate"] <= 1 and row["mean_length"] <= 12
     assert 0 <= row["ci95"][0] <= row["success_rate"] <= row["ci95"][1] <= 1

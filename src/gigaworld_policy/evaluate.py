@@ -44,8 +44,10 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
             with_video: bool = False) -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
     """One episode. Returns its result, the frames of `camera` (for a rollout video), and with_video the
-    predicted vs real future frames of the first plan ({"predicted": (F,H,W,3), "real": [...]})."""
+    predicted vs real future frames of the first plan ({"predicted": (F,H,W,3), "real": [...]}). The sampling noise
+    is drawn from `seed` too, so an episode is a pure function of the policy and its seed."""
     observation = env.reset(seed)
+    generator = torch.Generator().manual_seed(seed)
     result = EpisodeResult(env.task, seed, False, 0)
     frames = [observation.images[camera]] if camera else []
     composites, first_plan = [], None
@@ -54,21 +56,23 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
     while not done:
         decode_video = with_video and first_plan is None
         start = time.perf_counter()
-        prediction = predictor.predict(observation, with_video=decode_video)
+        prediction = predictor.predict(observation, with_video=decode_video, generator=generator)
         if not decode_video:  # latency is that of action-only decoding, as deployed
             result.latencies_ms.append((time.perf_counter() - start) * 1e3)
         if "video" in prediction:
             first_plan = {"predicted": prediction["video"], "start": result.length}
-        for action in prediction["actions"][:execute_steps]:
-            if with_video:
-                composites.append(predictor.composite_uint8(observation))
-            observation, success, done = env.step(action)
+        for executed, action in enumerate(prediction["actions"][:execute_steps]):
+            if with_video:  # the real frames the predicted future is compared with
+                composites.append(predictor.composite_uint8(env.observe() if executed else observation))
+            success, done = env.step(action)
             result.length += 1
             result.success |= success
             if camera:
-                frames.append(observation.images[camera])
+                frames.append(env.render(camera))
             if done:
                 break
+        if not done:  # the cameras are rendered once per plan: the policy sees only the first frame of each
+            observation = env.observe()
     comparison = None
     if first_plan is not None:
         wanted = [first_plan["start"] + stride * (k + 1) for k in range(len(first_plan["predicted"]))]

@@ -81,29 +81,30 @@ class MetaWorldEnv:
         self._obs: np.ndarray | None = None
         self.steps = 0
 
-    def _observation(self) -> Observation:
-        images = {}
-        for camera in self.cameras:
-            self.renderer.update_scene(self.env.data, camera=camera)
-            image = self.renderer.render()
-            images[camera] = np.ascontiguousarray(image[::-1, ::-1]) if camera in FLIPPED else image.copy()
+    def render(self, camera: str) -> np.ndarray:
+        self.renderer.update_scene(self.env.data, camera=camera)
+        image = self.renderer.render()
+        return np.ascontiguousarray(image[::-1, ::-1]) if camera in FLIPPED else image.copy()
+
+    def observe(self) -> Observation:
+        images = {camera: self.render(camera) for camera in self.cameras}
         return Observation(images, self._obs[:4].astype(np.float32), instruction(self.task))
 
     def reset(self, seed: int) -> Observation:
         self.env.seed(seed)  # Meta-World ignores reset(seed=...); its layout comes from the env's own RNG
         self._obs, _ = self.env.reset()
         self.steps = 0
-        return self._observation()
+        return self.observe()
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
-        """action (4,) in [-1, 1] -> (observation, success, done)."""
+    def step(self, action: np.ndarray) -> tuple[bool, bool]:
+        """action (4,) in [-1, 1] -> (success, done)."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.action_dim,) or not np.isfinite(action).all():
             raise ValueError(f"Meta-World action must be 4 finite numbers, got {action}")
         self._obs, _, terminated, truncated, info = self.env.step(np.clip(action, -1, 1))
         self.steps += 1
         success = bool(info["success"])
-        return self._observation(), success, success or terminated or truncated or self.steps >= self.max_steps
+        return success, success or terminated or truncated or self.steps >= self.max_steps
 
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action for the current state, clipped to the action space as executed."""
@@ -144,13 +145,15 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts")
                 observation = env.reset(seed + 100_000 * task_number + attempts)
                 attempts += 1
-                done = success = False
-                while not done:
+                while True:
                     action = env.expert_action()
                     writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in cameras},
                                       "observation.state": observation.state, "action": action,
                                       "task": observation.task})
-                    observation, success, done = env.step(action)
+                    success, done = env.step(action)
+                    if done:
+                        break
+                    observation = env.observe()
                 if success:
                     writer.save_episode()
                     kept += 1
