@@ -148,8 +148,9 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
-        if stored["setup"] != setup:
-            changed = sorted(k for k in setup if stored["setup"].get(k) != setup[k])
+        stored_setup = {key: stored["setup"].get(key) for key in setup}  # keys added since then: None, the default
+        if stored_setup != setup:
+            changed = sorted(k for k in setup if stored_setup[k] != setup[k])
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")
