@@ -245,8 +245,8 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
                      f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
                      f"{video_error(variant, runs)} | "
                      f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
-    static = [r["open_loop_heldout"]["video_mse_static"] for runs in results.values() for r in runs
-              if "video_mse_static" in r["open_loop_heldout"]]
+    static = [r["open_loop_heldout"]["video_mse_static"] for variant, runs in results.items() if trains_video(variant)
+              for r in runs]
     if static:
         lines += ["", f"Held-out video MSE: future frames decoded given the true actions, pixels in [-1, 1]; only for "
                   f"variants trained with the video loss. Repeating the current frame scores {np.mean(static):.3f}."]
