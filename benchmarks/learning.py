@@ -228,7 +228,7 @@ def composite_words(args) -> str:
     """How the composite image differs from the preset's, if it does."""
     if not (args.image_size or args.layout):
         return ""
-    size = "x".join(map(str, args.image_size)) if args.image_size else "preset-size"
+    size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
     return f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
 
 

@@ -75,11 +75,10 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     assert predictor.cameras == ["corner", "gripperPOV"]
 
     class CountingEnv(MetaWorldEnv):
-        """Counts what each episode renders (full observations, single views for the rollout video) and keeps the
-        actions it executed."""
+        """Counts what each episode renders and keeps the actions it executed."""
 
         def reset(self, seed):
-            self.observed, self.rendered_alone, self.observing, self.actions = 0, 0, False, []
+            self.observed, self.rendered, self.actions = 0, 0, []
             return super().reset(seed)
 
         def step(self, action):
@@ -87,14 +86,11 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
             return super().step(action)
 
         def observe(self):
-            self.observed, self.observing = self.observed + 1, True
-            try:
-                return super().observe()
-            finally:
-                self.observing = False
+            self.observed += 1
+            return super().observe()
 
         def render(self, camera):
-            self.rendered_alone += not self.observing
+            self.rendered += 1
             return super().render(camera)
 
     envs = []
@@ -108,7 +104,7 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     # The second episode records nothing: the cameras are rendered once per plan (reset included), not per step.
     second = report["results"][1]
     plans = -(-second["length"] // 4)
-    assert envs[0].observed == plans and envs[0].rendered_alone == 0
+    assert envs[0].observed == plans and envs[0].rendered == plans * len(predictor.cameras)
     # The sampling noise comes from the episode's seed: evaluating again executes exactly the same actions.
     executed = envs[0].actions
     again = closed_loop(predictor, make_env, ["reach-v3"], episodes=2, seed=1000, execute_steps=4, progress=False)

@@ -62,7 +62,8 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
         if "video" in prediction:
             first_plan = {"predicted": prediction["video"], "start": result.length}
         for executed, action in enumerate(prediction["actions"][:execute_steps]):
-            if with_video:  # the real frames the predicted future is compared with
+            if first_plan and result.length <= first_plan["start"] + stride * len(first_plan["predicted"]):
+                # the real frames the first plan's predicted future is compared with
                 composites.append(predictor.composite_uint8(env.observe() if executed else observation))
             success, done = env.step(action)
             result.length += 1

@@ -17,8 +17,8 @@ class Observation:
 
 class Env(Protocol):
     """Stepping and observing are separate: a policy that executes several actions per plan looks at the cameras
-    once per plan, and rendering costs far more than stepping the physics (Meta-World: ~8 ms for three 64x64
-    views against ~1 ms per step)."""
+    once per plan, and rendering costs far more than stepping the physics (Meta-World: three 64x64 views cost
+    over twenty times one physics step)."""
 
     task: str
     max_steps: int
