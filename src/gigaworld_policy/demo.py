@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomically
+
 
 @dataclass
 class DemoConfig:
@@ -71,7 +73,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     start = time.monotonic()
     if not (data / "meta" / "info.json").is_file():
         expert = collect(list(cfg.tasks), cfg.episodes, str(data), image_size=cfg.camera_size, seed=cfg.seed)
-        (out / "expert.json").write_text(json.dumps(expert, indent=2))
+        write_text_atomically(out / "expert.json", json.dumps(expert, indent=2))
     timings["collect_min"] = (time.monotonic() - start) / 60
 
     start = time.monotonic()
@@ -110,5 +112,5 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"Checkpoint: `{result.checkpoint}`. Full results: `eval/eval.json`.", "",
     ]
     report_path = out / "report.md"
-    report_path.write_text("\n".join(lines))
+    write_text_atomically(report_path, "\n".join(lines))
     return report_path

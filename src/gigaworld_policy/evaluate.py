@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .atomic import write_text_atomically
 from .envs.base import Env
 from .model.policy import GigaWorldPolicy
 
@@ -159,9 +160,7 @@ def write_report(report: dict, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("eval.json", json.dumps(report, indent=2)), ("eval.md", report_markdown(report))):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out_dir / name)
+        write_text_atomically(out_dir / name, text)
 
 
 def save_rollout(stem: Path, frames: list[np.ndarray], fps: int = 10) -> None:
@@ -247,7 +246,7 @@ def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_ep
     result = {key: value / len(indices) for key, value in totals.items()} | {"samples": int(len(indices))}
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "open_loop.json").write_text(json.dumps(result, indent=2))
+        write_text_atomically(Path(out_dir) / "open_loop.json", json.dumps(result, indent=2))
     return result
 
 

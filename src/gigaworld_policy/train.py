@@ -388,7 +388,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "train_config.json").write_text(cfg.to_json())
+        write_text_atomically(output_dir / "train_config.json", cfg.to_json())
         print(cfg.to_json())
     if cfg.log_with != "none":
         accelerator.init_trackers("gigaworld-policy", config={"preset": cfg.preset, "stage": cfg.stage,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..atomic import write_text_atomically
 from .training import PolicyDataset
 
 ARRAY, META = "latents.npy", "latents.json"
@@ -50,7 +51,7 @@ def precompute_latents(samples: PolicyDataset, codec, out: str | os.PathLike, ba
     array.flush()
     del array
     os.replace(tmp, out / ARRAY)
-    (out / META).write_text(json.dumps(_description(samples), indent=2))
+    write_text_atomically(out / META, json.dumps(_description(samples), indent=2))
     return out
 
 
