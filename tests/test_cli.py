@@ -39,3 +39,15 @@ def test_train_options_from_a_file_and_dotted_flags(tmp_path):
     config_file.write_text("stpes: 3\n")
     with pytest.raises(ValueError, match=r"unknown training options \['stpes'\]"):
         parse_train_args(["--config", str(config_file)])
+    with pytest.raises(ValueError, match="--config needs a YAML or JSON file"):
+        parse_train_args(["--steps", "3", "--config"])
+
+
+def test_malformed_server_key_map_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--checkpoint", "unused", "--key-map", "observation/image=corner,wrist"])
+    assert "expected CLIENT_KEY=CAMERA pairs" in capsys.readouterr().err
+    from gigaworld_policy.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--checkpoint", "c", "--key-map", "observation/image=corner,b=wrist"])
+    assert args.key_map == {"observation/image": "corner", "b": "wrist"}

@@ -26,6 +26,15 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _key_map(text: str) -> dict[str, str]:
+    """'observation/image=corner,observation/wrist_image=gripperPOV' -> {client key: camera}."""
+    pairs = [pair for pair in text.split(",") if pair]
+    malformed = [pair for pair in pairs if pair.count("=") != 1 or "" in pair.split("=")]
+    if malformed:
+        raise argparse.ArgumentTypeError(f"expected CLIENT_KEY=CAMERA pairs separated by commas, got {malformed}")
+    return dict(pair.split("=") for pair in pairs)
+
+
 def _collect_metaworld(args: argparse.Namespace) -> None:
     from .envs.metaworld import collect
 
@@ -59,13 +68,11 @@ def _eval_open_loop(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from .envs.metaworld import MetaWorldEnv
     from .evaluate import closed_loop, report_markdown
     from .inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
-    if args.env != "metaworld":
-        raise ValueError(f"unknown env {args.env!r}; available: metaworld")
-    from .envs.metaworld import MetaWorldEnv
 
     processing = predictor.policy.normalization[predictor.embodiment]
     image_size = tuple(processing["camera_sizes"][0])
@@ -99,10 +106,9 @@ def _serve(args: argparse.Namespace) -> None:
     from .serving.server import PolicyServer
 
     logging.basicConfig(level=logging.INFO)
-    key_map = dict(pair.split("=", 1) for pair in args.key_map.split(",") if pair) if args.key_map else {}
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
     print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
-    PolicyServer(predictor, args.host, args.port, key_map).run()
+    PolicyServer(predictor, args.host, args.port, args.key_map).run()
 
 
 def _precompute_latents(args: argparse.Namespace) -> None:
@@ -180,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="closed-loop evaluation in a simulator")
     evaluate.add_argument("--checkpoint", required=True, help="a checkpoint folder (e.g. OUT/checkpoints/last)")
-    evaluate.add_argument("--env", default="metaworld")
+    evaluate.add_argument("--env", default="metaworld", choices=["metaworld"], help="simulator")
     evaluate.add_argument("--tasks", required=True, help="comma-separated task names")
     evaluate.add_argument("--episodes", type=int, default=20, help="episodes per task")
     evaluate.add_argument("--seed", type=int, default=1000, help="base seed (demonstrations use 0)")
@@ -196,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--checkpoint", required=True)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--key-map", default="", help="client key=camera pairs, e.g. observation/image=corner")
+    serve.add_argument("--key-map", type=_key_map, default={},
+                       help="client key=camera pairs, e.g. observation/image=corner")
     serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
     serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     serve.set_defaults(run=_serve)
@@ -235,6 +242,8 @@ def parse_train_args(argv: list[str]):
     default = TrainConfig()
     if "--config" in argv:
         position = argv.index("--config")
+        if position + 1 == len(argv):
+            raise ValueError("--config needs a YAML or JSON file")
         default = TrainConfig.from_file(argv[position + 1])
         argv = argv[:position] + argv[position + 2 :]
     return tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
