@@ -148,3 +148,8 @@ def test_msgpack_numpy_speaks_openpis_wire_format():
     packed = msgpack.packb({"x": {"__ndarray__": True, "data": array.tobytes(), "dtype": "<f4", "shape": [2, 3]}})
     assert np.array_equal(msgpack_numpy.unpackb(packed)["x"], array)
     assert msgpack_numpy.unpackb(msgpack_numpy.packb({"n": np.int64(3)}))["n"] == 3
+
+
+def test_a_key_map_to_a_camera_the_policy_lacks_is_refused_at_start(checkpoint):
+    with pytest.raises(ValueError, match=r"renames to \['wrist'\], which this policy does not read"):
+        PolicyServer(Predictor.from_checkpoint(checkpoint), key_map={"observation/image": "wrist"})
