@@ -153,3 +153,5 @@ def test_msgpack_numpy_speaks_openpis_wire_format():
 def test_a_key_map_to_a_camera_the_policy_lacks_is_refused_at_start(checkpoint):
     with pytest.raises(ValueError, match=r"renames to \['wrist'\], which this policy does not read"):
         PolicyServer(Predictor.from_checkpoint(checkpoint), key_map={"observation/image": "wrist"})
+    # a full LeRobot key names the camera as well as its bare name does
+    PolicyServer(Predictor.from_checkpoint(checkpoint), key_map={"observation/image": "observation.images.top"})

@@ -35,6 +35,20 @@ def _image(name: str, value: Any) -> np.ndarray:
     return np.ascontiguousarray(value)
 
 
+def _camera_name(key: str) -> str:
+    """The camera an image key names: its last part after a known prefix, else the key itself."""
+    return next((key[len(p):] for p in IMAGE_PREFIXES if key.startswith(p)), key)
+
+
+def check_key_map(key_map: dict[str, str], cameras: list[str]) -> None:
+    """Refuse a key map that renames client keys to something a request is never read for."""
+    readable = {*cameras, *STATE_KEYS, *TASK_KEYS}
+    unknown = sorted(target for target in key_map.values() if _camera_name(target) not in readable)
+    if unknown:
+        raise ValueError(f"key map renames to {unknown}, which this policy does not read; rename client keys to "
+                         f"its cameras {cameras} (or to a state or task key)")
+
+
 def parse_observation(request: dict, cameras: list[str], key_map: dict[str, str] | None = None) -> Observation:
     if not isinstance(request, dict):
         raise ValueError(f"a request must be a map of observation keys, got {type(request).__name__}")
@@ -44,7 +58,7 @@ def parse_observation(request: dict, cameras: list[str], key_map: dict[str, str]
     if isinstance(nested, dict):
         images.update({k: _image(k, v) for k, v in nested.items()})
     for key, value in request.items():
-        name = next((key[len(p):] for p in IMAGE_PREFIXES if key.startswith(p)), key)
+        name = _camera_name(key)
         if name in cameras and name not in images:
             images[name] = _image(key, value)
     missing = [c for c in cameras if c not in images]

@@ -16,7 +16,7 @@ import time
 
 from ..inference import Predictor
 from . import msgpack_numpy
-from .observation import STATE_KEYS, TASK_KEYS, parse_observation
+from .observation import check_key_map, parse_observation
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,7 @@ class PolicyServer:
     def __init__(self, predictor: Predictor, host: str = "0.0.0.0", port: int = 8000,
                  key_map: dict[str, str] | None = None):
         self.predictor, self.host, self.port, self.key_map = predictor, host, port, key_map or {}
-        targets = {*predictor.cameras, *STATE_KEYS, *TASK_KEYS}
-        unknown = sorted(set(self.key_map.values()) - targets)
-        if unknown:
-            raise ValueError(f"key map renames to {unknown}, which this policy does not read; rename client keys to "
-                             f"its cameras {predictor.cameras} (or to a state or task key)")
+        check_key_map(self.key_map, predictor.cameras)
         self._lock = asyncio.Lock()
 
     def metadata(self) -> dict:
