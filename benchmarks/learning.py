@@ -9,7 +9,7 @@ Variants (all the same network and budget unless said):
     baseline       a standard flow-matching policy without video: the observation seen through a small CNN
                    (as in Diffusion Policy) instead of the codec's latent patches, action loss only
     gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
-                   the two differ only in the future-video supervision
+                   the two differ only in the future-video supervision (`--cnn-widths` sets that CNN's stages)
 
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
@@ -60,7 +60,7 @@ POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written on
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
-              "execute_steps", "episode_steps", "camera_size", "image_size", "layout")
+              "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths")
 
 
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int,
@@ -102,7 +102,7 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
     common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
                   save_every=500 if resumable else 10**7, log_every=50, log_with="none",
                   optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
-                  data=DataConfig(layout=args.layout))
+                  data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths)
     if args.image_size:
         common["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
     if variant == "pretrain":
@@ -225,11 +225,14 @@ def budget_words(args) -> str:
 
 
 def composite_words(args) -> str:
-    """How the composite image differs from the preset's, if it does."""
-    if not (args.image_size or args.layout):
-        return ""
-    size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
-    return f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
+    """How the composite image and the CNN observation encoder differ from the preset's, if they do."""
+    words = ""
+    if args.image_size or args.layout:
+        size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
+        words += f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
+    if args.cnn_widths:
+        words += f", a CNN of {len(args.cnn_widths)} stride-2 stages ({'/'.join(map(str, args.cnn_widths))} channels)"
+    return words
 
 
 def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
@@ -373,6 +376,14 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
     write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
 
 
+def widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated channel counts such as 32,64,128, got {text!r}") from None
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="mt3", help="mt3, mt10 or a comma-separated list")
@@ -393,6 +404,9 @@ def parse_args() -> argparse.Namespace:
                         help="composite image (H W) the policy sees (default: the preset's)")
     parser.add_argument("--layout", choices=("t", "row"), default=None,
                         help="composite layout of the three views (default: t, head view on top)")
+    parser.add_argument("--cnn-widths", type=widths, default=None,
+                        help="channels of the CNN observation encoder's stride-2 stages, e.g. 32,64,128 (3 stages: "
+                             "8-pixel features, the small preset's token size); default: the preset's 4 stages")
     parser.add_argument("--name", default=None,
                         help="names the output folder, the RESULTS section and the plot (default: the task set, e.g. "
                              "mt10); give another to keep a study with a different setup beside the main table")
@@ -416,6 +430,11 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {VARIANTS}")
+    if args.cnn_widths:
+        try:
+            PolicyConfig.preset(args.preset).replace(cnn_widths=args.cnn_widths)
+        except ValueError as error:
+            parser.error(f"--cnn-widths: {error}")
     return args
 
 

@@ -24,6 +24,8 @@ def test_bench_has_gwp0_token_counts():
         (dict(num_future_frames=4, future_stride=16), r"4 x 16 > chunk_size 48"),
         (dict(image_size=(100, 80)), r"image_size \(100, 80\).*divisible by.*\(8, 8\)"),
         (dict(max_action_dim=8), r"'aloha_agilex' has state/action dims 14/14, beyond the maximum 32/8"),
+        (dict(cnn_widths=(32, 60)), r"cnn_widths must be one or more positive multiples of 8.*\(32, 60\)"),
+        (dict(cnn_widths=()), r"cnn_widths must be one or more"),
     ],
 )
 def test_bad_config_says_which_rule_broke(changes, message):

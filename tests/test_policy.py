@@ -5,6 +5,7 @@ import torch
 
 from gigaworld_policy import GigaWorldPolicy
 from gigaworld_policy.model.layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
+from gigaworld_policy.train import TrainConfig
 
 
 def _loss(policy, batch, seed=0):
@@ -256,6 +257,18 @@ def test_cnn_baseline_trains_and_samples(tiny_policy):
                           atol=1e-5)
     changed = {**batch, "image": -batch["image"]}
     assert (baseline.sample_actions(changed, noise=noise, num_steps=3) - cached).abs().max() > 1e-4  # it looks
+
+
+def test_cnn_stages_set_the_feature_stride(tiny_policy):
+    """The tiny preset's tokens are 8 pixels: 3 stride-2 stages give the token grid itself; 4 give 16-pixel
+    features that the pooling spreads over the grid. Either way the prefix has one token per grid cell."""
+    image = tiny_policy.example_batch(1, seed=0)["image"]
+    grid = tiny_policy.config.token_grid
+    for widths, feature_grid in (((8, 16, 32), grid), ((8, 16, 32, 64), (grid[0] // 2, grid[1] // 2))):
+        config = TrainConfig(dataset="unused", observation_encoder="cnn", cnn_widths=widths).policy(tiny_policy.config)
+        encoder = GigaWorldPolicy(config).image_encoder
+        assert encoder.features(image).shape[1:] == (widths[-1], *feature_grid)
+        assert encoder(image).shape == (1, grid[0] * grid[1], config.transformer.inner_dim)
 
 
 def test_cnn_observation_encoder_with_the_video_loss(tiny_policy):

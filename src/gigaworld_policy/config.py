@@ -111,10 +111,15 @@ class PolicyConfig:
     # sees the image instead: with video_loss_weight 0 the standard baseline; with the video loss, the method with
     # another observation encoder (the future frames are still codec latents, patchified).
     observation_encoder: Literal["patch", "cnn"] = "patch"
+    # Channels of the CNN's stride-2 stages: its features have a stride of 2**len(cnn_widths) pixels and are
+    # average-pooled to the token grid (the small preset's tokens are 8 pixels: 3 stages match them, 4 give
+    # 16-pixel features that the pooling spreads over 2x2 tokens).
+    cnn_widths: tuple[int, ...] = (32, 64, 128, 256)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(self.image_size))
         object.__setattr__(self, "projector_hidden_dims", tuple(self.projector_hidden_dims))
+        object.__setattr__(self, "cnn_widths", tuple(self.cnn_widths))
         object.__setattr__(
             self,
             "embodiments",
@@ -185,6 +190,9 @@ class PolicyConfig:
             raise ValueError(f"shift must be positive, got {self.shift}")
         if self.observation_encoder not in ("patch", "cnn"):
             raise ValueError(f"observation_encoder must be 'patch' or 'cnn', got {self.observation_encoder!r}")
+        if not self.cnn_widths or any(w <= 0 or w % 8 for w in self.cnn_widths):
+            raise ValueError(f"cnn_widths must be one or more positive multiples of 8 (each stage has 8 GroupNorm "
+                             f"groups), got {self.cnn_widths}")
 
     # ---- (de)serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -91,6 +91,7 @@ class TrainConfig:
     action_loss_weight: float | None = None
     shared_flow_time: bool | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
+    cnn_widths: tuple[int, ...] | None = None
     text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -112,7 +113,7 @@ class TrainConfig:
             config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
         else:
             config = PolicyConfig.preset(self.preset)
-        names = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "observation_encoder")
+        names = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "observation_encoder", "cnn_widths")
         overrides = {k: getattr(self, k) for k in names}
         return config.replace(**{k: v for k, v in overrides.items() if v is not None})
 

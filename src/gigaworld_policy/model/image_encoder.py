@@ -1,9 +1,9 @@
 """A small convolutional image encoder: the observation encoder of the standard baseline.
 
 Diffusion Policy and many VLAs see the camera through a small CNN instead of a video model's latent patches. This
-one (4 stride-2 stages of conv + GroupNorm + SiLU, then average pooling to the DiT's token grid and a 1x1
-projection) gives the same number of observation tokens as the patch path, so the rest of the network, the mask
-and the RoPE positions are unchanged.
+one (stride-2 stages of conv + GroupNorm + SiLU, `PolicyConfig.cnn_widths`, then average pooling to the DiT's
+token grid and a 1x1 projection) gives the same number of observation tokens as the patch path, so the rest of the
+network, the mask and the RoPE positions are unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 
 class ConvImageEncoder(nn.Module):
-    def __init__(self, dim: int, grid: tuple[int, int], widths: tuple[int, ...] = (32, 64, 128, 256)):
+    def __init__(self, dim: int, grid: tuple[int, int], widths: tuple[int, ...]):
         super().__init__()
         self.grid = grid
         layers: list[nn.Module] = []

@@ -62,7 +62,7 @@ class GigaWorldPolicy(nn.Module):
         self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, dim))
         self.action_decoder = EmbodimentMLP(num_embodiments, (dim, *reversed(hidden), config.max_action_dim))
         if config.observation_encoder == "cnn":
-            self.image_encoder = ConvImageEncoder(dim, config.token_grid)
+            self.image_encoder = ConvImageEncoder(dim, config.token_grid, config.cnn_widths)
         # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
         # only. The Wan VAE codec has weights of its own and is attached after construction.
         self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
