@@ -5,7 +5,6 @@ import torch
 
 from gigaworld_policy import GigaWorldPolicy
 from gigaworld_policy.model.layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
-from gigaworld_policy.train import TrainConfig
 
 
 def _loss(policy, batch, seed=0):
@@ -265,7 +264,7 @@ def test_cnn_stages_set_the_feature_stride(tiny_policy):
     image = tiny_policy.example_batch(1, seed=0)["image"]
     grid = tiny_policy.config.token_grid
     for widths, feature_grid in (((8, 16, 32), grid), ((8, 16, 32, 64), (grid[0] // 2, grid[1] // 2))):
-        config = TrainConfig(dataset="unused", observation_encoder="cnn", cnn_widths=widths).policy(tiny_policy.config)
+        config = tiny_policy.config.replace(observation_encoder="cnn", cnn_widths=widths)
         encoder = GigaWorldPolicy(config).image_encoder
         assert encoder.features(image).shape[1:] == (widths[-1], *feature_grid)
         assert encoder(image).shape == (1, grid[0] * grid[1], config.transformer.inner_dim)

@@ -191,3 +191,15 @@ def test_logged_losses_are_means_over_the_interval(robot_data, tmp_path):
         for name in ("train/loss", "train/loss_action", "train/loss_video"):
             mean = sum(every_step[s][name] for s in covered) / len(covered)
             assert every_third[step][name] == pytest.approx(mean, rel=1e-5), (step, name)
+
+
+def test_init_keeps_its_checkpoints_architecture():
+    from gigaworld_policy import PolicyConfig
+
+    base = PolicyConfig.preset("tiny").replace(observation_encoder="cnn")
+    cfg = TrainConfig(dataset="unused", init="ckpt", cnn_widths=(8, 16), video_loss_weight=0.0)
+    with pytest.raises(ValueError, match=r"--init ckpt keeps .* cnn_widths from \(32, 64, 128, 256\) to \(8, 16\)"):
+        cfg.policy(base)
+    assert cfg.policy().cnn_widths == (8, 16)  # a fresh run may choose its encoder
+    same = TrainConfig(dataset="unused", init="ckpt", observation_encoder="cnn", video_loss_weight=0.0)
+    assert same.policy(base).video_loss_weight == 0.0  # losses may change; restating the architecture is fine

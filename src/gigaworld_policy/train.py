@@ -60,6 +60,11 @@ class OptimConfig:
     decay_steps: int | None = None  # length of the cosine; None = the run's --steps
 
 
+# Policy-config fields a run may override: the losses, and the observation encoder (not when starting from --init).
+LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time")
+ARCHITECTURE_OVERRIDES = ("observation_encoder", "cnn_widths")
+
+
 @dataclass
 class TrainConfig:
     dataset: tuple[str, ...] = ()  # one or more LeRobot v3.0 folders
@@ -106,16 +111,20 @@ class TrainConfig:
 
     def policy(self, base: PolicyConfig | None = None) -> PolicyConfig:
         """The policy config: `base` (an --init checkpoint's), else --policy-config, else the preset; then the
-        loss overrides of this run."""
+        overrides of this run. An --init checkpoint's architecture is kept: overriding it is an error."""
         if base is not None:
             config = base
         elif self.policy_config:
             config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
         else:
             config = PolicyConfig.preset(self.preset)
-        names = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "observation_encoder", "cnn_widths")
-        overrides = {k: getattr(self, k) for k in names}
-        return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+        names = (*LOSS_OVERRIDES, *ARCHITECTURE_OVERRIDES)
+        overridden = config.replace(**{k: getattr(self, k) for k in names if getattr(self, k) is not None})
+        changed = [k for k in ARCHITECTURE_OVERRIDES if getattr(overridden, k) != getattr(config, k)]
+        if base is not None and changed:
+            raise ValueError(f"--init {self.init} keeps its checkpoint's architecture; this run would change "
+                             + ", ".join(f"{k} from {getattr(config, k)} to {getattr(overridden, k)}" for k in changed))
+        return overridden
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
