@@ -20,7 +20,8 @@ counts). `--jobs N` trains N runs at a time, each in its own process on one torc
 A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread over
 machines (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
 section <name> of docs/RESULTS.md (between its markers; `--name`, by default the task set) gets the tables (mean
-success +- 95% t-interval over training seeds; per task, pooled over seeds, with Wilson intervals) and a plot
+success +- 95% t-interval over training seeds; the video loss on against off for the pairs of variants that
+differ in nothing else; per task, pooled over seeds, with Wilson intervals) and a plot
 docs/learning-<name>.png (success; training action loss); OUT/learning.json gets everything raw.
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10 --jobs 2
@@ -54,6 +55,7 @@ VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_c
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
              "gwp_cnn": {"observation_encoder": "cnn"}}
+VIDEO_LOSS_PAIRS = (("gwp", "action_only"), ("gwp_cnn", "baseline"))  # (with the video loss, without)
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
@@ -257,6 +259,7 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
         lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
                   "after resuming."]
     lines += default_against_others(results)
+    lines += video_loss_effect(results)
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
     for variant, runs in results.items():
@@ -276,8 +279,17 @@ def pooled_successes(runs: list[dict]) -> tuple[int, int]:
             sum(t["episodes"] for r in runs for t in r["tasks"].values()))
 
 
+def pooled_difference(runs: list[dict], other_runs: list[dict]) -> str:
+    """Success of runs minus other_runs in points, all episodes pooled, with a 95% Wald interval."""
+    wins, trials = pooled_successes(runs)
+    other_wins, other_trials = pooled_successes(other_runs)
+    p, q = wins / trials, other_wins / other_trials
+    half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
+    return f"{100 * (p - q):+.0f} ({100 * (p - q - half):+.0f} to {100 * (p - q + half):+.0f})"
+
+
 def default_against_others(results: dict[str, list[dict]], default: str = "gwp") -> list[str]:
-    """The default's success minus each other variant's, all episodes pooled, with a 95% Wald interval."""
+    """The default's success minus each other variant's, all episodes pooled."""
     if default not in results or len(results) < 2:
         return []
     wins, trials = pooled_successes(results[default])
@@ -285,15 +297,30 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
              "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
              "seed-to-seed spread of the table above).", "",
              f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
-    p = wins / trials
     for variant, runs in results.items():
-        if variant == default:
-            continue
-        other_wins, other_trials = pooled_successes(runs)
-        q = other_wins / other_trials
-        half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
-        lines.append(f"| {variant} | {other_wins}/{other_trials} (against {wins}/{trials}) | "
-                     f"{100 * (p - q):+.0f} ({100 * (p - q - half):+.0f} to {100 * (p - q + half):+.0f}) |")
+        if variant != default:
+            other_wins, other_trials = pooled_successes(runs)
+            lines.append(f"| {variant} | {other_wins}/{other_trials} (against {wins}/{trials}) | "
+                         f"{pooled_difference(results[default], runs)} |")
+    return lines
+
+
+def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
+    """For each pair of variants that differ only in the video loss (VIDEO_LOSS_PAIRS): the success difference with
+    all episodes pooled, and per training seed that both ran."""
+    pairs = [(video, action) for video, action in VIDEO_LOSS_PAIRS if video in results and action in results]
+    if not pairs:
+        return []
+    lines = ["", "The video loss on against off, the network otherwise the same: success difference with every episode "
+             "pooled (95% interval as above), and per training seed that both ran.", "",
+             "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|"]
+    for video, action in pairs:
+        with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
+        without = {r["seed"]: r["average_success_rate"] for r in results[action]}
+        shared_seeds = sorted(with_video.keys() & without.keys())
+        per_seed = ", ".join(f"{round(100 * (with_video[s] - without[s])):+d}" for s in shared_seeds)
+        lines.append(f"| {video} | {action} | {pooled_difference(results[video], results[action])} | "
+                     f"{per_seed or '—'} |")
     return lines
 
 
