@@ -279,10 +279,9 @@ def pooled_successes(runs: list[dict]) -> tuple[int, int]:
             sum(t["episodes"] for r in runs for t in r["tasks"].values()))
 
 
-def pooled_difference(runs: list[dict], other_runs: list[dict]) -> str:
-    """Success of runs minus other_runs in points, all episodes pooled, with a 95% Wald interval."""
-    wins, trials = pooled_successes(runs)
-    other_wins, other_trials = pooled_successes(other_runs)
+def pooled_difference(counts: tuple[int, int], other_counts: tuple[int, int]) -> str:
+    """Success rate minus the other's in points, from (successes, episodes) pooled, with a 95% Wald interval."""
+    (wins, trials), (other_wins, other_trials) = counts, other_counts
     p, q = wins / trials, other_wins / other_trials
     half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
     return f"{100 * (p - q):+.0f} ({100 * (p - q - half):+.0f} to {100 * (p - q + half):+.0f})"
@@ -292,16 +291,16 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
     """The default's success minus each other variant's, all episodes pooled."""
     if default not in results or len(results) < 2:
         return []
-    wins, trials = pooled_successes(results[default])
+    counts = pooled_successes(results[default])
     lines = ["", f"{default} against each other variant, all episodes pooled over tasks and training seeds: the "
              "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
              "seed-to-seed spread of the table above).", "",
              f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
     for variant, runs in results.items():
         if variant != default:
-            other_wins, other_trials = pooled_successes(runs)
-            lines.append(f"| {variant} | {other_wins}/{other_trials} (against {wins}/{trials}) | "
-                         f"{pooled_difference(results[default], runs)} |")
+            other = pooled_successes(runs)
+            lines.append(f"| {variant} | {other[0]}/{other[1]} (against {counts[0]}/{counts[1]}) | "
+                         f"{pooled_difference(counts, other)} |")
     return lines
 
 
@@ -319,8 +318,8 @@ def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
         without = {r["seed"]: r["average_success_rate"] for r in results[action]}
         shared_seeds = sorted(with_video.keys() & without.keys())
         per_seed = ", ".join(f"{round(100 * (with_video[s] - without[s])):+d}" for s in shared_seeds)
-        lines.append(f"| {video} | {action} | {pooled_difference(results[video], results[action])} | "
-                     f"{per_seed or '—'} |")
+        pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
+        lines.append(f"| {video} | {action} | {pooled} | {per_seed or '—'} |")
     return lines
 
 

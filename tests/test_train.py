@@ -13,6 +13,7 @@ import torch
 from helpers import write_dataset
 from safetensors.torch import load_file
 
+from gigaworld_policy import PolicyConfig
 from gigaworld_policy.model.policy import GigaWorldPolicy
 from gigaworld_policy.train import EMA, OptimConfig, TrainConfig, train
 
@@ -194,8 +195,6 @@ def test_logged_losses_are_means_over_the_interval(robot_data, tmp_path):
 
 
 def test_init_keeps_its_checkpoints_architecture():
-    from gigaworld_policy import PolicyConfig
-
     base = PolicyConfig.preset("tiny").replace(observation_encoder="cnn")
     cfg = TrainConfig(dataset="unused", init="ckpt", cnn_widths=(8, 16), video_loss_weight=0.0)
     with pytest.raises(ValueError, match=r"--init ckpt keeps .* cnn_widths from \(32, 64, 128, 256\) to \(8, 16\)"):
