@@ -45,7 +45,7 @@ import torch
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import MT10, MetaWorldEnv, collect, instruction
+from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
@@ -62,22 +62,27 @@ POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written on
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
-              "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths")
+              "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
+              "goal_marker_radius")
 
 
-def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int,
-                   camera_size: tuple[int, int]) -> None:
+def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, camera_size: tuple[int, int],
+                   goal_marker_radius: float | None) -> None:
     """Record `episodes` expert demonstrations per task into folder, unless it already holds exactly those."""
     if not (folder / "meta" / "info.json").exists():
-        collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed)
+        collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed,
+                goal_marker_radius=goal_marker_radius)
         return
     found = LeRobotDataset(folder)
     sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
+    settings = folder / "meta" / COLLECTION_FILE  # absent in folders recorded before it was written: default markers
+    radius = json.loads(settings.read_text())["goal_marker_radius"] if settings.exists() else None
     if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
-            or sizes != {tuple(camera_size)}):
+            or sizes != {tuple(camera_size)} or radius != goal_marker_radius):
         raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks at "
-                         f"{sorted(sizes)} pixels, not {episodes} of each of {', '.join(tasks)} at {camera_size}: "
-                         "use another --out or delete it")
+                         f"{sorted(sizes)} pixels with goal marker radius {radius}, not {episodes} of each of "
+                         f"{', '.join(tasks)} at {camera_size} with {goal_marker_radius}: use another --out or "
+                         "delete it")
 
 
 def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
@@ -123,7 +128,8 @@ def evaluate_checkpoint(checkpoint: Path, args) -> dict:
     predictor = Predictor.from_checkpoint(checkpoint)
 
     def make_env(task):
-        return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps)
+        return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps,
+                            args.goal_marker_radius)
 
     return closed_loop(predictor, make_env, list(args.task_list), args.eval_episodes, seed=1000,
                        execute_steps=args.execute_steps, progress=False)
@@ -226,14 +232,17 @@ def budget_words(args) -> str:
     return f"{args.train_minutes:g} min of CPU training per run"
 
 
-def composite_words(args) -> str:
-    """How the composite image and the CNN observation encoder differ from the preset's, if they do."""
+def setup_words(args) -> str:
+    """How the composite image, the CNN observation encoder and the goal markers differ from the defaults, if they
+    do."""
     words = ""
     if args.image_size or args.layout:
         size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
         words += f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
     if args.cnn_widths:
         words += f", a CNN of {len(args.cnn_widths)} stride-2 stages ({'/'.join(map(str, args.cnn_widths))} channels)"
+    if args.goal_marker_radius:
+        words += f", goal spheres drawn {100 * args.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
     return words
 
 
@@ -385,7 +394,7 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
         f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
-        f"`{args.preset}` preset{composite_words(args)}, batch {args.batch_size}, {budget_words(args)}; "
+        f"`{args.preset}` preset{setup_words(args)}, batch {args.batch_size}, {budget_words(args)}; "
         f"{args.eval_episodes} held-out episodes per task (seeds from 1000), executing {args.execute_steps} actions "
         f"per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) "
         f"on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used "
@@ -426,6 +435,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--episode-steps", type=int, default=200)
     parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64), help="pixels (H W) of each recorded view")
+    parser.add_argument("--goal-marker-radius", type=float, default=None,
+                        help="draw the goal sphere with this radius in metres, e.g. 0.05, in demonstrations and "
+                             "evaluation (default: Meta-World's 2 cm, about a pixel in a 64x64 view)")
     parser.add_argument("--image-size", type=int, nargs=2, default=None,
                         help="composite image (H W) the policy sees (default: the preset's)")
     parser.add_argument("--layout", choices=("t", "row"), default=None,
@@ -482,7 +494,7 @@ def main() -> None:
         if "pretrain" in args.variant_list:
             wanted.append((args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
-            demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size))
+            demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size), args.goal_marker_radius)
         if args.image_size:  # the preset with another composite size, for every run
             policy = PolicyConfig.preset(args.preset).replace(image_size=tuple(args.image_size))
             write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))

@@ -191,7 +191,10 @@ def test_bad_input_is_named(tmp_path):
             w.add_frame({"action": np.zeros(3), "task": "t"})
         w.add_frame({"action": np.zeros(2), "task": "t"})
         w.save_episode()
-        w.finalize()
+        with pytest.raises(ValueError, match=r"may not replace the format's own meta/ files \['info.json'\]"):
+            w.finalize(extra_meta={"info.json": {}})
+        w.finalize(extra_meta={"recorder.json": {"by": "test"}})
+    assert json.loads((tmp_path / "nan" / "meta" / "recorder.json").read_text()) == {"by": "test"}
 
     video = next((root / "videos" / "observation.images.top").rglob("*.mp4"))
     video.write_bytes(b"not a video")

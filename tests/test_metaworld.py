@@ -47,6 +47,32 @@ def test_collect_writes_a_readable_dataset(tmp_path):
         assert frames[0].shape == (32, 40, 3) and frames[0].std() > 5  # a rendered scene, not a blank frame
     tasks = pq.read_table(root / "meta" / "tasks.parquet").to_pandas()
     assert list(tasks.index) == ["reach the red goal position"]
+    settings = json.loads((root / "meta" / "metaworld_collection.json").read_text())
+    assert settings["seed"] == 3 and settings["image_size"] == [32, 40] and settings["goal_marker_radius"] is None
+
+
+def _goal_pixels(image: np.ndarray) -> int:
+    """Pixels of push-v3's green goal sphere: green well above red and blue (nothing else in the scene is)."""
+    red, green, blue = (image[..., c].astype(int) for c in range(3))
+    return int(((green > red + 60) & (green > blue + 60)).sum())
+
+
+def test_a_larger_goal_marker_shows_the_goal_and_changes_nothing_else():
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv
+
+    default = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(64, 64))
+    marked = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(64, 64), goal_marker_radius=0.05)
+    seen, shown = default.reset(4), marked.reset(4)
+    assert _goal_pixels(shown.images["corner"]) >= 4 * max(1, _goal_pixels(seen.images["corner"]))
+    np.testing.assert_array_equal(seen.state, shown.state)  # same layout and robot: only the picture differs
+    for _ in range(20):
+        action = default.expert_action()
+        np.testing.assert_array_equal(action, marked.expert_action())
+        assert default.step(action) == marked.step(action)
+    np.testing.assert_array_equal(default.observe().state, marked.observe().state)  # the marker does not collide
+    default.close(), marked.close()
+    with pytest.raises(ValueError, match="positive number of metres"):
+        MetaWorldEnv("push-v3", cameras=("corner",), image_size=(8, 8), goal_marker_radius=float("nan"))
 
 
 def test_same_seed_same_layout():

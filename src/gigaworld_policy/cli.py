@@ -8,6 +8,8 @@ import sys
 
 from .config import PRESETS
 
+GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
+
 
 def _bench_latency(args: argparse.Namespace) -> None:
     from .bench import format_latency, measure_latency
@@ -40,7 +42,8 @@ def _collect_metaworld(args: argparse.Namespace) -> None:
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     cameras = tuple(c.strip() for c in args.cameras.split(","))
-    report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps)
+    report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps,
+                     goal_marker_radius=args.goal_marker_radius)
     for task, row in report.items():
         print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
               f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")
@@ -78,7 +81,7 @@ def _eval(args: argparse.Namespace) -> None:
     image_size = tuple(processing["camera_sizes"][0])
 
     def make_env(task: str):
-        return MetaWorldEnv(task, tuple(predictor.cameras), image_size, args.max_steps)
+        return MetaWorldEnv(task, tuple(predictor.cameras), image_size, args.max_steps, args.goal_marker_radius)
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,
@@ -161,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--seed", type=int, default=0)
     metaworld.add_argument("--max-steps", type=int, default=500)
     metaworld.add_argument("--fps", type=int, default=10)
+    metaworld.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP)
     metaworld.set_defaults(run=_collect_metaworld)
 
     offline = commands.add_parser("eval-open-loop", help="action / future-frame error on held-out episodes")
@@ -193,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--execute-steps", type=int, default=None, help="actions executed per plan (default H)")
     evaluate.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
     evaluate.add_argument("--max-steps", type=int, default=200, help="episode time limit")
+    evaluate.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP + " (as collected)")
     evaluate.add_argument("--out", default="outputs/eval")
     evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
     evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")

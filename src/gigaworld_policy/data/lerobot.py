@@ -210,12 +210,16 @@ class LeRobotDatasetWriter:
                 f"videos/{key}/to_timestamp": encoder.num_frames / self.fps}
 
     # ---- finishing ----------------------------------------------------------------------------------
-    def finalize(self) -> Path:
-        """Write the metadata and move the dataset to its folder in one rename. Returns the folder."""
+    def finalize(self, extra_meta: dict[str, dict] | None = None) -> Path:
+        """Write the metadata and move the dataset to its folder in one rename. Returns the folder.
+        extra_meta: {file name: JSON object} written beside info.json, e.g. how a simulator recorded the data."""
         if self._buffer:
             raise ValueError("the last episode is neither saved nor discarded")
         if not self.episode_rows:
             raise ValueError("the dataset has no episodes")
+        reserved = sorted({"info.json", "stats.json", "tasks.parquet", "episodes"} & set(extra_meta or {}))
+        if reserved:
+            raise ValueError(f"extra metadata may not replace the format's own meta/ files {reserved}")
         self._flush_data()
         for encoder in self._encoders.values():
             encoder.close()
@@ -231,6 +235,8 @@ class LeRobotDatasetWriter:
             dataset_stats[key] = stats_lib.image_stats(np.concatenate(samples))
         (meta / "stats.json").write_text(json.dumps(stats_lib.to_json(dataset_stats), indent=2))
         (meta / "info.json").write_text(json.dumps(self._info(), indent=2))
+        for name, content in (extra_meta or {}).items():
+            (meta / name).write_text(json.dumps(content, indent=2))
         os.replace(self.tmp, self.root)
         return self.root
 

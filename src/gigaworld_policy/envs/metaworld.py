@@ -17,6 +17,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
 FLIPPED = {"corner", "corner2", "corner3", "corner4"}
+COLLECTION_FILE = "metaworld_collection.json"  # in a recorded dataset's meta/: the settings it was recorded with
 MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
 
@@ -50,13 +51,19 @@ def instruction(task: str) -> str:
 
 class MetaWorldEnv:
     """One Meta-World task (an `Env`). `reset(seed)` draws the object/goal positions from `seed` (reproducible).
-    Observations: the chosen cameras, state = hand xyz + gripper opening (obs[:4])."""
+    Observations: the chosen cameras, state = hand xyz + gripper opening (obs[:4]).
+
+    Meta-World keeps the goal out of the state and draws it as a 2 cm sphere, one pixel or less in a 64x64 view, so an
+    image policy can hardly find where to reach, push or place. `goal_marker_radius` (metres) draws that sphere
+    larger; it changes only the picture (the marker has no collision), so demonstrations and evaluation must use the
+    same value. None keeps Meta-World's own marker."""
 
     state_dim = 4
     action_dim = 4
 
     def __init__(self, task: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
-                 image_size: tuple[int, int] = (96, 96), max_steps: int = 500):
+                 image_size: tuple[int, int] = (96, 96), max_steps: int = 500,
+                 goal_marker_radius: float | None = None):
         import metaworld
         import mujoco
 
@@ -65,6 +72,8 @@ class MetaWorldEnv:
         for camera in cameras:
             if camera not in CAMERAS:
                 raise ValueError(f"unknown camera {camera!r}; Meta-World has {list(CAMERAS)}")
+        if goal_marker_radius is not None and not goal_marker_radius > 0:
+            raise ValueError(f"goal_marker_radius must be a positive number of metres, got {goal_marker_radius}")
         self.task, self.cameras, self.image_size, self.max_steps = task, tuple(cameras), image_size, max_steps
         benchmark = metaworld.MT1(task, seed=0)
         self.env = benchmark.train_classes[task]()
@@ -73,6 +82,8 @@ class MetaWorldEnv:
         # Draw a fresh object/goal layout from the reset seed instead of the frozen benchmark one.
         self.env._freeze_rand_vec = False
         self.env.seeded_rand_vec = True
+        if goal_marker_radius is not None:
+            self._draw_goal(goal_marker_radius)
         self.env.model.vis.quality.offsamples = 0
         self.renderer = mujoco.Renderer(self.env.model, *image_size)
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
@@ -80,6 +91,13 @@ class MetaWorldEnv:
             self.renderer.scene.flags[flag] = False
         self._obs: np.ndarray | None = None
         self.steps = 0
+
+    def _draw_goal(self, radius: float) -> None:
+        import mujoco
+
+        goal = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+        if goal >= 0 and self.env.model.site_type[goal] == mujoco.mjtGeom.mjGEOM_SPHERE:  # not in e.g. button tasks
+            self.env.model.site_size[goal, 0] = radius
 
     def render(self, camera: str) -> np.ndarray:
         self.renderer.update_scene(self.env.data, camera=camera)
@@ -121,8 +139,9 @@ class MetaWorldEnv:
 
 def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
             image_size: tuple[int, int] = (96, 96), seed: int = 0, max_steps: int = 500, fps: int = 10,
-            progress: bool = True) -> dict:
-    """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`.
+            progress: bool = True, goal_marker_radius: float | None = None) -> dict:
+    """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`
+    (`goal_marker_radius`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
 
     Episode e of task i uses seed `seed + 100_000 * i + attempt`; failed attempts are dropped and retried.
     Returns the success rate of the expert per task."""
@@ -138,7 +157,7 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
     with LeRobotDatasetWriter.create(out, fps=fps, features=features, robot_type="sawyer") as writer:
         bar = tqdm(total=episodes * len(tasks), desc="collecting", unit="episode", disable=not progress)
         for task_number, task in enumerate(tasks):
-            env = MetaWorldEnv(task, cameras, image_size, max_steps)
+            env = MetaWorldEnv(task, cameras, image_size, max_steps, goal_marker_radius)
             kept = attempts = 0
             while kept < episodes:
                 if attempts >= 3 * episodes + 10:
@@ -163,5 +182,8 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
             env.close()
             report[task] = {"episodes": kept, "attempts": attempts, "expert_success_rate": kept / attempts}
         bar.close()
-        writer.finalize()
+        settings = {"tasks": list(tasks), "episodes": episodes, "cameras": list(cameras),
+                    "image_size": list(image_size), "seed": seed, "max_steps": max_steps,
+                    "goal_marker_radius": goal_marker_radius, "experts": report}
+        writer.finalize(extra_meta={COLLECTION_FILE: settings})
     return report
