@@ -99,6 +99,17 @@ class MetaWorldEnv:
         if goal >= 0 and self.env.model.site_type[goal] == mujoco.mjtGeom.mjGEOM_SPHERE:  # not in e.g. button tasks
             self.env.model.site_size[goal, 0] = radius
 
+    @property
+    def goal(self) -> np.ndarray:
+        """(3,) where the task's goal is this episode (kept out of the policy's state)."""
+        return np.array(self.env._target_pos, dtype=np.float64)
+
+    @property
+    def raw_observation(self) -> np.ndarray:
+        """(39,) Meta-World's own observation: hand xyz, gripper, first object xyz + quaternion, ... (the policy sees
+        only the first 4)."""
+        return self._obs.copy()
+
     def render(self, camera: str) -> np.ndarray:
         self.renderer.update_scene(self.env.data, camera=camera)
         image = self.renderer.render()
