@@ -80,10 +80,11 @@ def test_same_seed_same_layout():
 
     env = MetaWorldEnv("reach-v3", cameras=("corner",), image_size=(16, 16))
     first = env.reset(7).images["corner"]
-    goal = env.env._target_pos.copy()
+    goal = env.goal
     env.reset(8)
-    assert not np.allclose(env.env._target_pos, goal)
-    assert np.array_equal(env.reset(7).images["corner"], first) and np.allclose(env.env._target_pos, goal)
+    assert not np.allclose(env.goal, goal)
+    assert np.array_equal(env.reset(7).images["corner"], first) and np.allclose(env.goal, goal)
+    np.testing.assert_array_equal(env.raw_observation[:4].astype(np.float32), env.observe().state)  # its first 4
     env.close()
 
 
