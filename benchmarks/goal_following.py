@@ -70,8 +70,7 @@ def main() -> None:
         predictor, cameras, image_size = None, ("corner",), tuple(args.camera_size)
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint)
-        cameras = tuple(predictor.cameras)
-        image_size = tuple(predictor.policy.normalization[predictor.embodiment]["camera_sizes"][0])
+        cameras, image_size = tuple(predictor.cameras), predictor.camera_sizes[0]
     print(f"{args.checkpoint or 'scripted expert'}, {args.episodes} episodes per task from seed {args.seed}, "
           f"goal marker radius {args.goal_marker_radius or 'Meta-World default'}\n")
     print("| task | moved | successes | final distance to goal (m) | slope x, y, z | correlation x, y, z |")

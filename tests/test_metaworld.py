@@ -99,7 +99,7 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     result = train(TrainConfig(dataset=(str(tmp_path / "data"),), preset="tiny", steps=2, batch_size=2,
                                num_workers=0, log_with="none", output_dir=str(tmp_path / "run")))
     predictor = Predictor.from_checkpoint(result.checkpoint)
-    assert predictor.cameras == ["corner", "gripperPOV"]
+    assert predictor.cameras == ["corner", "gripperPOV"] and predictor.camera_sizes == [(32, 32), (32, 32)]
 
     class CountingEnv(MetaWorldEnv):
         """Counts what each episode renders and keeps the actions it executed."""

@@ -77,11 +77,9 @@ def _eval(args: argparse.Namespace) -> None:
 
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
 
-    processing = predictor.policy.normalization[predictor.embodiment]
-    image_size = tuple(processing["camera_sizes"][0])
-
     def make_env(task: str):
-        return MetaWorldEnv(task, tuple(predictor.cameras), image_size, args.max_steps, args.goal_marker_radius)
+        return MetaWorldEnv(task, tuple(predictor.cameras), predictor.camera_sizes[0], args.max_steps,
+                            args.goal_marker_radius)
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,

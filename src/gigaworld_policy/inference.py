@@ -32,6 +32,7 @@ class Predictor:
                              f"(it has {sorted(policy.normalization)}): train on data of that robot first")
         processing = policy.normalization[self.embodiment]
         self.cameras: list[str] = processing["cameras"]
+        self.camera_sizes: list[tuple[int, int]] = [tuple(size) for size in processing["camera_sizes"]]  # (H, W)
         self.layout, self.fit = processing["layout"], processing["fit"]
         self.state_normalizer = Normalizer.from_dict(processing["state"]) if processing["state"] else None
         if not processing["action"]:
