@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--goal-marker-radius", type=float, default=None, help="as the demonstrations were recorded")
+    parser.add_argument("--observe-goal", action="store_true", help="the goal's xyz in the state, as recorded")
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(tasks) - set(MOVED))
@@ -72,11 +73,12 @@ def main() -> None:
         predictor = Predictor.from_checkpoint(args.checkpoint)
         cameras, image_size = tuple(predictor.cameras), predictor.camera_sizes[0]
     print(f"{args.checkpoint or 'scripted expert'}, {args.episodes} episodes per task from seed {args.seed}, "
-          f"goal marker radius {args.goal_marker_radius or 'Meta-World default'}\n")
+          f"goal marker radius {args.goal_marker_radius or 'Meta-World default'}, goal in the state: "
+          f"{args.observe_goal}\n")
     print("| task | moved | successes | final distance to goal (m) | slope x, y, z | correlation x, y, z |")
     print("|---|---|---|---|---|---|")
     for task in tasks:
-        env = MetaWorldEnv(task, cameras, image_size, args.max_steps, args.goal_marker_radius)
+        env = MetaWorldEnv(task, cameras, image_size, args.max_steps, args.goal_marker_radius, args.observe_goal)
         moved, where = MOVED[task]
         goals, finals, successes = [], [], 0
         for episode in range(args.episodes):

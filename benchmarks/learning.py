@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from gigaworld_policy.atomic import write_text_atomically
-from gigaworld_policy.config import PolicyConfig
+from gigaworld_policy.config import EmbodimentSpec, PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
 from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
@@ -63,26 +63,40 @@ SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
-              "goal_marker_radius")
+              "goal_marker_radius", "observe_goal")
+SETUP_DEFAULTS = {"observe_goal": False}  # of the keys whose default is not None
 
 
-def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, camera_size: tuple[int, int],
-                   goal_marker_radius: float | None) -> None:
+def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, args) -> None:
     """Record `episodes` expert demonstrations per task into folder, unless it already holds exactly those."""
+    camera_size = tuple(args.camera_size)
     if not (folder / "meta" / "info.json").exists():
         collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed,
-                goal_marker_radius=goal_marker_radius)
+                goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal)
         return
     found = LeRobotDataset(folder)
     sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
-    settings = folder / "meta" / COLLECTION_FILE  # absent in folders recorded before it was written: default markers
-    radius = json.loads(settings.read_text())["goal_marker_radius"] if settings.exists() else None
+    settings = folder / "meta" / COLLECTION_FILE  # absent in folders recorded before it was written: the defaults
+    recorded = json.loads(settings.read_text()) if settings.exists() else {}
+    goal = (recorded.get("goal_marker_radius"), recorded.get("observe_goal", False))
+    wanted = (args.goal_marker_radius, args.observe_goal)
     if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
-            or sizes != {tuple(camera_size)} or radius != goal_marker_radius):
+            or sizes != {camera_size} or goal != wanted):
         raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks at "
-                         f"{sorted(sizes)} pixels with goal marker radius {radius}, not {episodes} of each of "
-                         f"{', '.join(tasks)} at {camera_size} with {goal_marker_radius}: use another --out or "
-                         "delete it")
+                         f"{sorted(sizes)} pixels (goal marker radius, goal in the state: {goal}), not {episodes} of "
+                         f"each of {', '.join(tasks)} at {camera_size} ({wanted}): use another --out or delete it")
+
+
+def policy_config(args) -> PolicyConfig | None:
+    """The preset with the composite size and state size the options ask for; None when they ask for nothing new."""
+    changes = {}
+    if args.image_size:
+        changes["image_size"] = tuple(args.image_size)
+    if args.observe_goal:
+        robot = PolicyConfig.preset(args.preset).embodiments[0]
+        changes["embodiments"] = (EmbodimentSpec(robot.name, len(MetaWorldEnv.STATE_NAMES + MetaWorldEnv.GOAL_NAMES),
+                                                 robot.action_dim),)
+    return PolicyConfig.preset(args.preset).replace(**changes) if changes else None
 
 
 def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
@@ -110,7 +124,7 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
                   save_every=500 if resumable else 10**7, log_every=50, log_with="none",
                   optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
                   data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths)
-    if args.image_size:
+    if policy_config(args):
         common["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
     if variant == "pretrain":
         pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **budget(0.5),
@@ -129,7 +143,7 @@ def evaluate_checkpoint(checkpoint: Path, args) -> dict:
 
     def make_env(task):
         return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps,
-                            args.goal_marker_radius)
+                            args.goal_marker_radius, args.observe_goal)
 
     return closed_loop(predictor, make_env, list(args.task_list), args.eval_episodes, seed=1000,
                        execute_steps=args.execute_steps, progress=False)
@@ -156,7 +170,8 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
-        stored_setup = {key: stored["setup"].get(key) for key in setup}  # keys added since then: None, the default
+        # Keys added since the result was stored take their default.
+        stored_setup = {key: stored["setup"].get(key, SETUP_DEFAULTS.get(key)) for key in setup}
         if stored_setup != setup:
             changed = sorted(k for k in setup if stored_setup[k] != setup[k])
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
@@ -233,8 +248,8 @@ def budget_words(args) -> str:
 
 
 def setup_words(args) -> str:
-    """How the composite image, the CNN observation encoder and the goal markers differ from the defaults, if they
-    do."""
+    """How the composite image, the CNN observation encoder and the goal's visibility differ from the defaults, if
+    they do."""
     words = ""
     if args.image_size or args.layout:
         size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
@@ -243,6 +258,8 @@ def setup_words(args) -> str:
         words += f", a CNN of {len(args.cnn_widths)} stride-2 stages ({'/'.join(map(str, args.cnn_widths))} channels)"
     if args.goal_marker_radius:
         words += f", goal spheres drawn {100 * args.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
+    if args.observe_goal:
+        words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
     return words
 
 
@@ -438,6 +455,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--goal-marker-radius", type=float, default=None,
                         help="draw the goal sphere with this radius in metres, e.g. 0.05, in demonstrations and "
                              "evaluation (default: Meta-World's 2 cm, about a pixel in a 64x64 view)")
+    parser.add_argument("--observe-goal", action="store_true",
+                        help="append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks "
+                             "observe it; the policies are then no longer image-only")
     parser.add_argument("--image-size", type=int, nargs=2, default=None,
                         help="composite image (H W) the policy sees (default: the preset's)")
     parser.add_argument("--layout", choices=("t", "row"), default=None,
@@ -494,10 +514,9 @@ def main() -> None:
         if "pretrain" in args.variant_list:
             wanted.append((args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
-            demonstrations(folder, args.task_list, episodes, seed, tuple(args.camera_size), args.goal_marker_radius)
-        if args.image_size:  # the preset with another composite size, for every run
-            policy = PolicyConfig.preset(args.preset).replace(image_size=tuple(args.image_size))
-            write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))
+            demonstrations(folder, args.task_list, episodes, seed, args)
+        if policy_config(args):  # the preset with another composite or state size, for every run
+            write_text_atomically(out / POLICY_CONFIG, json.dumps(policy_config(args).to_dict(), indent=2))
         done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
         results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")

@@ -88,6 +88,29 @@ def test_same_seed_same_layout():
     env.close()
 
 
+def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
+
+    plain = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16))
+    with_goal = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16), observe_goal=True)
+    seen, told = plain.reset(5), with_goal.reset(5)
+    np.testing.assert_array_equal(told.images["corner"], seen.images["corner"])
+    np.testing.assert_array_equal(told.state[:4], seen.state)
+    np.testing.assert_allclose(told.state[4:], with_goal.goal, atol=1e-6)  # Meta-World's obs[36:39] is the goal
+    with_goal.reset(6)
+    assert not np.allclose(with_goal.observe().state[4:], told.state[4:])  # another layout, another goal
+    plain.close(), with_goal.close()
+
+    collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), cameras=("corner",), image_size=(16, 16),
+            progress=False, observe_goal=True)
+    info = json.loads((tmp_path / "mw" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.state"]["names"] == ["x", "y", "z", "gripper", "goal_x", "goal_y", "goal_z"]
+    states = np.stack(pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")["observation.state"]
+                      .to_pylist())
+    assert states.shape[1] == 7 and np.ptp(states[:, 4:], axis=0).max() == 0  # the goal stays put in an episode
+    assert json.loads((tmp_path / "mw" / "meta" / "metaworld_collection.json").read_text())["observe_goal"] is True
+
+
 def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
     from gigaworld_policy.evaluate import closed_loop

@@ -9,6 +9,8 @@ import sys
 from .config import PRESETS
 
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
+OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
+                     "(default: hand xyz + gripper only)")
 
 
 def _bench_latency(args: argparse.Namespace) -> None:
@@ -43,7 +45,7 @@ def _collect_metaworld(args: argparse.Namespace) -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     cameras = tuple(c.strip() for c in args.cameras.split(","))
     report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps,
-                     goal_marker_radius=args.goal_marker_radius)
+                     goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal)
     for task, row in report.items():
         print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
               f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")
@@ -79,7 +81,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     def make_env(task: str):
         return MetaWorldEnv(task, tuple(predictor.cameras), predictor.camera_sizes[0], args.max_steps,
-                            args.goal_marker_radius)
+                            args.goal_marker_radius, args.observe_goal)
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--max-steps", type=int, default=500)
     metaworld.add_argument("--fps", type=int, default=10)
     metaworld.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP)
+    metaworld.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP)
     metaworld.set_defaults(run=_collect_metaworld)
 
     offline = commands.add_parser("eval-open-loop", help="action / future-frame error on held-out episodes")
@@ -196,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
     evaluate.add_argument("--max-steps", type=int, default=200, help="episode time limit")
     evaluate.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP + " (as collected)")
+    evaluate.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP + " (as collected)")
     evaluate.add_argument("--out", default="outputs/eval")
     evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
     evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")

@@ -53,17 +53,21 @@ class MetaWorldEnv:
     """One Meta-World task (an `Env`). `reset(seed)` draws the object/goal positions from `seed` (reproducible).
     Observations: the chosen cameras, state = hand xyz + gripper opening (obs[:4]).
 
-    Meta-World keeps the goal out of the state and draws it as a 2 cm sphere, one pixel or less in a 64x64 view, so an
-    image policy can hardly find where to reach, push or place. `goal_marker_radius` (metres) draws that sphere
-    larger; it changes only the picture (the marker has no collision), so demonstrations and evaluation must use the
-    same value. None keeps Meta-World's own marker."""
+    The state leaves out where the goal is, and Meta-World draws it as a 2 cm sphere, one pixel or less in a 64x64
+    view, so an image policy can hardly find where to reach, push or place. Two ways to show it, both off by default
+    and both to be used alike in demonstrations and evaluation:
+    - `goal_marker_radius` (metres) draws that sphere larger; it changes only the picture (the marker has no
+      collision). None keeps Meta-World's own marker.
+    - `observe_goal` appends the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks give it
+      to state-based policies (obs[36:39]): no longer a pure image policy, so name it when reporting."""
 
-    state_dim = 4
     action_dim = 4
+    STATE_NAMES = ("x", "y", "z", "gripper")
+    GOAL_NAMES = ("goal_x", "goal_y", "goal_z")
 
     def __init__(self, task: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
                  image_size: tuple[int, int] = (96, 96), max_steps: int = 500,
-                 goal_marker_radius: float | None = None):
+                 goal_marker_radius: float | None = None, observe_goal: bool = False):
         import metaworld
         import mujoco
 
@@ -75,6 +79,7 @@ class MetaWorldEnv:
         if goal_marker_radius is not None and not goal_marker_radius > 0:
             raise ValueError(f"goal_marker_radius must be a positive number of metres, got {goal_marker_radius}")
         self.task, self.cameras, self.image_size, self.max_steps = task, tuple(cameras), image_size, max_steps
+        self.observe_goal = observe_goal
         benchmark = metaworld.MT1(task, seed=0)
         self.env = benchmark.train_classes[task]()
         self.env.set_task(benchmark.train_tasks[0])
@@ -101,13 +106,13 @@ class MetaWorldEnv:
 
     @property
     def goal(self) -> np.ndarray:
-        """(3,) where the task's goal is this episode (kept out of the policy's state)."""
+        """(3,) where the task's goal is this episode (in the policy's state only with `observe_goal`)."""
         return np.array(self.env._target_pos, dtype=np.float64)
 
     @property
     def raw_observation(self) -> np.ndarray:
-        """(39,) Meta-World's own observation: hand xyz, gripper, first object xyz + quaternion, ... (the policy sees
-        only the first 4)."""
+        """(39,) Meta-World's own observation: hand xyz, gripper, first object xyz + quaternion, ..., goal xyz (the
+        policy sees the first 4, and the last 3 with `observe_goal`)."""
         return self._obs.copy()
 
     def render(self, camera: str) -> np.ndarray:
@@ -117,7 +122,8 @@ class MetaWorldEnv:
 
     def observe(self) -> Observation:
         images = {camera: self.render(camera) for camera in self.cameras}
-        return Observation(images, self._obs[:4].astype(np.float32), instruction(self.task))
+        state = np.concatenate([self._obs[:4], self._obs[36:39]]) if self.observe_goal else self._obs[:4]
+        return Observation(images, state.astype(np.float32), instruction(self.task))
 
     def reset(self, seed: int) -> Observation:
         self.env.seed(seed)  # Meta-World ignores reset(seed=...); its layout comes from the env's own RNG
@@ -150,9 +156,9 @@ class MetaWorldEnv:
 
 def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
             image_size: tuple[int, int] = (96, 96), seed: int = 0, max_steps: int = 500, fps: int = 10,
-            progress: bool = True, goal_marker_radius: float | None = None) -> dict:
+            progress: bool = True, goal_marker_radius: float | None = None, observe_goal: bool = False) -> dict:
     """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`
-    (`goal_marker_radius`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
+    (`goal_marker_radius`, `observe_goal`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
 
     Episode e of task i uses seed `seed + 100_000 * i + attempt`; failed attempts are dropped and retried.
     Returns the success rate of the expert per task."""
@@ -162,13 +168,14 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
 
     height, width = image_size
     features = {f"observation.images.{c}": {"dtype": "video", "shape": [height, width, 3]} for c in cameras}
-    features["observation.state"] = {"dtype": "float32", "shape": [4], "names": ["x", "y", "z", "gripper"]}
+    state_names = MetaWorldEnv.STATE_NAMES + (MetaWorldEnv.GOAL_NAMES if observe_goal else ())
+    features["observation.state"] = {"dtype": "float32", "shape": [len(state_names)], "names": list(state_names)}
     features["action"] = {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "grip"]}
     report = {}
     with LeRobotDatasetWriter.create(out, fps=fps, features=features, robot_type="sawyer") as writer:
         bar = tqdm(total=episodes * len(tasks), desc="collecting", unit="episode", disable=not progress)
         for task_number, task in enumerate(tasks):
-            env = MetaWorldEnv(task, cameras, image_size, max_steps, goal_marker_radius)
+            env = MetaWorldEnv(task, cameras, image_size, max_steps, goal_marker_radius, observe_goal)
             kept = attempts = 0
             while kept < episodes:
                 if attempts >= 3 * episodes + 10:
@@ -195,6 +202,6 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
         bar.close()
         settings = {"tasks": list(tasks), "episodes": episodes, "cameras": list(cameras),
                     "image_size": list(image_size), "seed": seed, "max_steps": max_steps,
-                    "goal_marker_radius": goal_marker_radius, "experts": report}
+                    "goal_marker_radius": goal_marker_radius, "observe_goal": observe_goal, "experts": report}
         writer.finalize(extra_meta={COLLECTION_FILE: settings})
     return report
