@@ -112,6 +112,7 @@ def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
 
 
 def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
+    from gigaworld_policy.cli import main
     from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
     from gigaworld_policy.evaluate import closed_loop
     from gigaworld_policy.inference import Predictor
@@ -123,6 +124,9 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
                                num_workers=0, log_with="none", output_dir=str(tmp_path / "run")))
     predictor = Predictor.from_checkpoint(result.checkpoint)
     assert predictor.cameras == ["corner", "gripperPOV"] and predictor.camera_sizes == [(32, 32), (32, 32)]
+    assert predictor.state_dim == 4
+    with pytest.raises(SystemExit, match="state of 4 numbers; Meta-World gives 7 with --observe-goal"):
+        main(["eval", "--checkpoint", str(result.checkpoint), "--tasks", "reach-v3", "--observe-goal"])
 
     class CountingEnv(MetaWorldEnv):
         """Counts what each episode renders and keeps the actions it executed."""

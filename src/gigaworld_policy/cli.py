@@ -78,6 +78,10 @@ def _eval(args: argparse.Namespace) -> None:
     from .inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
+    given = len(MetaWorldEnv.STATE_NAMES + (MetaWorldEnv.GOAL_NAMES if args.observe_goal else ()))
+    if predictor.state_dim not in (0, given):
+        raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; Meta-World gives {given} "
+                         f"{'with' if args.observe_goal else 'without'} --observe-goal: evaluate as it was collected")
 
     def make_env(task: str):
         return MetaWorldEnv(task, tuple(predictor.cameras), predictor.camera_sizes[0], args.max_steps,

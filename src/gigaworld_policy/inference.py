@@ -49,6 +49,11 @@ class Predictor:
                                  f"expects {policy.config.transformer.text_dim}")
             policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
 
+    @property
+    def state_dim(self) -> int:
+        """Numbers in the state the policy reads (0: it was trained without one)."""
+        return len(self.state_normalizer.offset) if self.state_normalizer is not None else 0
+
     @classmethod
     def from_checkpoint(cls, directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
                         **kwargs) -> Predictor:

@@ -35,7 +35,7 @@ class PolicyServer:
             "embodiment": self.predictor.embodiment,
             "cameras": self.predictor.cameras,
             "image_keys": [f"observation.images.{c}" for c in self.predictor.cameras],
-            "state_dim": len(self.predictor.state_normalizer.offset) if self.predictor.state_normalizer else 0,
+            "state_dim": self.predictor.state_dim,
             "action_dim": len(self.predictor.action_normalizer.offset),
             "action_horizon": config.chunk_size,
             "future_frames": config.num_future_frames,
