@@ -45,7 +45,7 @@ import torch
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import EmbodimentSpec, PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
+from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction, state_names
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
@@ -94,8 +94,7 @@ def policy_config(args) -> PolicyConfig | None:
         changes["image_size"] = tuple(args.image_size)
     if args.observe_goal:
         robot = PolicyConfig.preset(args.preset).embodiments[0]
-        changes["embodiments"] = (EmbodimentSpec(robot.name, len(MetaWorldEnv.STATE_NAMES + MetaWorldEnv.GOAL_NAMES),
-                                                 robot.action_dim),)
+        changes["embodiments"] = (EmbodimentSpec(robot.name, len(state_names(observe_goal=True)), robot.action_dim),)
     return PolicyConfig.preset(args.preset).replace(**changes) if changes else None
 
 
@@ -515,8 +514,9 @@ def main() -> None:
             wanted.append((args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
             demonstrations(folder, args.task_list, episodes, seed, args)
-        if policy_config(args):  # the preset with another composite or state size, for every run
-            write_text_atomically(out / POLICY_CONFIG, json.dumps(policy_config(args).to_dict(), indent=2))
+        policy = policy_config(args)
+        if policy:  # the preset with another composite or state size, for every run
+            write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))
         done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
         results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")

@@ -73,12 +73,12 @@ def _eval_open_loop(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .envs.metaworld import MetaWorldEnv
+    from .envs.metaworld import MetaWorldEnv, state_names
     from .evaluate import closed_loop, report_markdown
     from .inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
-    given = len(MetaWorldEnv.STATE_NAMES + (MetaWorldEnv.GOAL_NAMES if args.observe_goal else ()))
+    given = len(state_names(args.observe_goal))
     if predictor.state_dim not in (0, given):
         raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; Meta-World gives {given} "
                          f"{'with' if args.observe_goal else 'without'} --observe-goal: evaluate as it was collected")

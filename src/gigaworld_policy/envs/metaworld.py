@@ -44,6 +44,11 @@ INSTRUCTIONS = {
 }
 
 
+def state_names(observe_goal: bool = False) -> tuple[str, ...]:
+    """The numbers in a `MetaWorldEnv` state: hand xyz and gripper opening, then the goal's xyz with `observe_goal`."""
+    return ("x", "y", "z", "gripper") + (("goal_x", "goal_y", "goal_z") if observe_goal else ())
+
+
 def instruction(task: str) -> str:
     """The language instruction of a Meta-World task (a readable fallback from its name)."""
     return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
@@ -62,8 +67,6 @@ class MetaWorldEnv:
       to state-based policies (obs[36:39]): no longer a pure image policy, so name it when reporting."""
 
     action_dim = 4
-    STATE_NAMES = ("x", "y", "z", "gripper")
-    GOAL_NAMES = ("goal_x", "goal_y", "goal_z")
 
     def __init__(self, task: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
                  image_size: tuple[int, int] = (96, 96), max_steps: int = 500,
@@ -168,8 +171,8 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
 
     height, width = image_size
     features = {f"observation.images.{c}": {"dtype": "video", "shape": [height, width, 3]} for c in cameras}
-    state_names = MetaWorldEnv.STATE_NAMES + (MetaWorldEnv.GOAL_NAMES if observe_goal else ())
-    features["observation.state"] = {"dtype": "float32", "shape": [len(state_names)], "names": list(state_names)}
+    names = state_names(observe_goal)
+    features["observation.state"] = {"dtype": "float32", "shape": [len(names)], "names": list(names)}
     features["action"] = {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "grip"]}
     report = {}
     with LeRobotDatasetWriter.create(out, fps=fps, features=features, robot_type="sawyer") as writer:
