@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from gigaworld_policy.atomic import write_text_atomically
-from gigaworld_policy.config import EmbodimentSpec, PolicyConfig
+from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction, state_names
+from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
@@ -88,14 +88,9 @@ def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: in
 
 
 def policy_config(args) -> PolicyConfig | None:
-    """The preset with the composite size and state size the options ask for; None when they ask for nothing new."""
-    changes = {}
-    if args.image_size:
-        changes["image_size"] = tuple(args.image_size)
-    if args.observe_goal:
-        robot = PolicyConfig.preset(args.preset).embodiments[0]
-        changes["embodiments"] = (EmbodimentSpec(robot.name, len(state_names(observe_goal=True)), robot.action_dim),)
-    return PolicyConfig.preset(args.preset).replace(**changes) if changes else None
+    """The preset with the composite size --image-size asks for; None when it asks for nothing new. (Training takes
+    the state size from the demonstrations, 7 numbers with --observe-goal.)"""
+    return PolicyConfig.preset(args.preset).replace(image_size=tuple(args.image_size)) if args.image_size else None
 
 
 def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
@@ -515,7 +510,7 @@ def main() -> None:
         for episodes, folder, seed in wanted:
             demonstrations(folder, args.task_list, episodes, seed, args)
         policy = policy_config(args)
-        if policy:  # the preset with another composite or state size, for every run
+        if policy:  # the preset with another composite size, for every run
             write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))
         done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
         results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}

@@ -15,10 +15,10 @@ def smooth_frame(episode: int, t: int, camera: int) -> np.ndarray:
     return np.stack([base, base * 0.8 + 20, 255 - base], axis=-1).clip(0, 255).astype(np.uint8)
 
 
-def write_dataset(root, lengths=(20, 13, 17), with_actions=True, **limits):
+def write_dataset(root, lengths=(20, 13, 17), with_actions=True, state_dim=4, **limits):
     rng = np.random.default_rng(0)
     features = {f"observation.images.{c}": {"dtype": "video", "shape": [H, W, 3]} for c in CAMERAS}
-    features["observation.state"] = {"dtype": "float32", "shape": [4], "names": None}
+    features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": None}
     if with_actions:
         features["action"] = {"dtype": "float32", "shape": [4], "names": None}
     records = []
@@ -26,7 +26,7 @@ def write_dataset(root, lengths=(20, 13, 17), with_actions=True, **limits):
         for episode, length in enumerate(lengths):
             for t in range(length):
                 frame = {f"observation.images.{c}": smooth_frame(episode, t, i) for i, c in enumerate(CAMERAS)}
-                frame["observation.state"] = rng.normal(size=4).astype(np.float32)
+                frame["observation.state"] = rng.normal(size=state_dim).astype(np.float32)
                 if with_actions:
                     frame["action"] = rng.normal(size=4).astype(np.float32)
                 frame["task"] = ["open the drawer", "close the drawer"][episode % 2]

@@ -1,5 +1,5 @@
 """Training: exact resume, loss goes down, pretrain -> posttrain, spawned loader workers, two processes, crash-safe
-checkpoints, EMA, logged losses."""
+checkpoints, EMA, logged losses, robot sizes from the data."""
 
 import json
 import os
@@ -14,6 +14,7 @@ from helpers import write_dataset
 from safetensors.torch import load_file
 
 from gigaworld_policy import PolicyConfig
+from gigaworld_policy.config import EmbodimentSpec
 from gigaworld_policy.model.policy import GigaWorldPolicy
 from gigaworld_policy.train import EMA, OptimConfig, TrainConfig, train
 
@@ -202,3 +203,13 @@ def test_init_keeps_its_checkpoints_architecture():
     assert cfg.policy().cnn_widths == (8, 16)  # a fresh run may choose its encoder
     same = TrainConfig(dataset="unused", init="ckpt", observation_encoder="cnn", video_loss_weight=0.0)
     assert same.policy(base).video_loss_weight == 0.0  # losses may change; restating the architecture is fine
+
+
+def test_a_new_policy_takes_the_robot_sizes_of_the_data_and_an_init_checkpoint_keeps_its_own(robot_data, tmp_path):
+    root = tmp_path / "goal_in_state"
+    write_dataset(root, lengths=(12, 12), state_dim=7)
+    checkpoint = train_to(config(str(root), tmp_path / "fresh", steps=2))
+    assert GigaWorldPolicy.from_pretrained(checkpoint).config.embodiments[0] == EmbodimentSpec("sawyer", 7, 4)
+    four_wide = train_to(config(robot_data, tmp_path / "four", steps=2))
+    with pytest.raises(ValueError, match=r"'observation.state' has 7 dims, embodiment 'sawyer' expects state_dim 4"):
+        train(config(str(root), tmp_path / "init", steps=2, init=str(four_wide)))

@@ -38,10 +38,11 @@ from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from .atomic import atomic_directory, write_text_atomically
-from .config import PolicyConfig
+from .config import EmbodimentSpec, PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
+from .data.training import ACTION, STATE
 from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
 
 CHECKPOINTS = "checkpoints"
@@ -223,6 +224,25 @@ def lr_lambda(optim: OptimConfig, total_steps: int):
     return factor
 
 
+def sized_to_data(config: PolicyConfig, cfg: TrainConfig) -> PolicyConfig:
+    """A new policy's robot takes the state and action sizes of the first dataset, as a LeRobot policy takes its
+    features from the dataset (e.g. Meta-World with the goal in the state has 7 state numbers, the presets' robot 4).
+    An --init checkpoint keeps its sizes: there data of other sizes are an error."""
+    if not cfg.dataset or not 0 <= cfg.data.embodiment < len(config.embodiments):
+        return config  # (a bad embodiment id is reported where the data meet the policy)
+    features = LeRobotDataset(cfg.dataset[0]).features
+    robot = config.embodiments[cfg.data.embodiment]
+    fitted = EmbodimentSpec(robot.name, features[STATE]["shape"][0] if STATE in features else robot.state_dim,
+                            features[ACTION]["shape"][0] if ACTION in features else robot.action_dim)
+    if fitted == robot:
+        return config
+    print(f"embodiment {robot.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
+          f"{cfg.dataset[0]} (the config said {robot.state_dim}, {robot.action_dim})", flush=True)
+    embodiments = list(config.embodiments)
+    embodiments[cfg.data.embodiment] = fitted
+    return config.replace(embodiments=tuple(embodiments))
+
+
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
     per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation."""
@@ -355,7 +375,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         policy.normalization = init.normalization
     else:
         torch.manual_seed(cfg.seed)
-        policy = GigaWorldPolicy(cfg.policy())
+        policy = GigaWorldPolicy(sized_to_data(cfg.policy(), cfg))
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
