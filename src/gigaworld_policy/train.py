@@ -230,7 +230,7 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig) -> PolicyConfig:
     An --init checkpoint keeps its sizes: there data of other sizes are an error."""
     if not cfg.dataset or not 0 <= cfg.data.embodiment < len(config.embodiments):
         return config  # (a bad embodiment id is reported where the data meet the policy)
-    features = LeRobotDataset(cfg.dataset[0]).features
+    features = LeRobotDataset.read_info(cfg.dataset[0])["features"]  # (the data are loaded later, once)
     robot = config.embodiments[cfg.data.embodiment]
     fitted = EmbodimentSpec(robot.name, features[STATE]["shape"][0] if STATE in features else robot.state_dim,
                             features[ACTION]["shape"][0] if ACTION in features else robot.action_dim)

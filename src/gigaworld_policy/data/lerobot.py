@@ -283,16 +283,7 @@ class LeRobotDataset:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        info_path = self.root / "meta" / "info.json"
-        if not info_path.is_file():
-            raise FileNotFoundError(f"{self.root} is not a LeRobot dataset: {info_path} is missing")
-        try:
-            self.info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{info_path} is not valid JSON: {error}") from error
-        version = str(self.info.get("codebase_version", ""))
-        if not version.startswith("v3"):
-            raise ValueError(f"{info_path}: codebase_version {version!r} is not supported (expected v3.x)")
+        self.info = self.read_info(self.root)
         self.fps = float(self.info["fps"])
         self.features: dict[str, dict] = self.info["features"]
         self.camera_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
@@ -329,6 +320,21 @@ class LeRobotDataset:
         if not path.is_file():
             raise FileNotFoundError(f"dataset file is missing: {path}")
         return path
+
+    @staticmethod
+    def read_info(root: str | os.PathLike) -> dict:
+        """meta/info.json of a v3 dataset (fps, features with their shapes, ...), without loading any data."""
+        info_path = Path(root) / "meta" / "info.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{root} is not a LeRobot dataset: {info_path} is missing")
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{info_path} is not valid JSON: {error}") from error
+        version = str(info.get("codebase_version", ""))
+        if not version.startswith("v3"):
+            raise ValueError(f"{info_path}: codebase_version {version!r} is not supported (expected v3.x)")
+        return info
 
     def _read_parquets(self, paths: list[Path], what: str) -> pa.Table:
         if not paths:
