@@ -29,7 +29,6 @@ docs/learning-<name>.png (success; training action loss); OUT/learning.json gets
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import multiprocessing
@@ -104,6 +103,18 @@ def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
     return train(config).checkpoint, config.resume
 
 
+def run_options(variant: str, args, seed: int) -> dict:
+    """TrainConfig options of every training stage of a run: the policy (the preset, --image-size, the variant's
+    overrides), the optimiser and the bookkeeping."""
+    options = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
+                   save_every=500 if args.train_minutes is None else 10**7, log_every=50, log_with="none",
+                   optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
+                   data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths, **OVERRIDES.get(variant, {}))
+    if policy_config(args):
+        options["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
+    return options
+
+
 def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: int) -> tuple[Path, int, bool]:
     """Train one (variant, seed); returns the final checkpoint, the optimiser steps taken (both stages) and whether
     an interrupted run was resumed."""
@@ -114,21 +125,15 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
         return {"steps": steps, "max_minutes": minutes}
 
     resumable = args.train_minutes is None
-    common = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
-                  save_every=500 if resumable else 10**7, log_every=50, log_with="none",
-                  optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
-                  data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths)
-    if policy_config(args):
-        common["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
+    common = run_options(variant, args, seed)
     if variant == "pretrain":
         pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **budget(0.5),
                                                    output_dir=str(run / "pretrain"), **common), resumable)
         post, resumed_post = train_stage(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
                                                      **budget(0.5), **common), resumable)
         return post, int(pre.name) + int(post.name), resumed_pre or resumed_post
-    overrides = OVERRIDES.get(variant, {})
-    checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), output_dir=str(run), **overrides,
-                                                  **budget(1.0), **common), resumable)
+    checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), output_dir=str(run), **budget(1.0), **common),
+                                      resumable)
     return checkpoint, int(checkpoint.name), resumed
 
 
@@ -151,6 +156,16 @@ def open_loop_heldout(checkpoint: Path, heldout: Path) -> dict:
     return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0)
 
 
+def comparable_setup(stored: dict, setup: dict) -> dict:
+    """A stored result's setup in the keys of `setup`: keys added since it was stored take their default, and a
+    result stored before the whole policy config was recorded (only the preset's transformer, as "network") is
+    checked on that transformer alone."""
+    found = {key: stored.get(key, SETUP_DEFAULTS.get(key)) for key in setup}
+    if "policy" not in stored:
+        found["policy"] = {**setup["policy"], "transformer": stored.get("network")}
+    return found
+
+
 def trains_video(variant: str) -> bool:
     return OVERRIDES.get(variant, {}).get("video_loss_weight", 1.0) > 0
 
@@ -160,14 +175,16 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     run = out / "runs" / f"{variant}-seed{seed}"
     result_file = run / "result.json"
     setup = {key: getattr(args, key) for key in SETUP_KEYS}
-    setup["network"] = dataclasses.asdict(PolicyConfig.preset(args.preset).transformer)  # presets can change
+    # The whole policy config the run trains, variant overrides included (presets can change between runs).
+    setup["policy"] = TrainConfig(**run_options(variant, args, seed)).policy().to_dict()
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
-        # Keys added since the result was stored take their default.
-        stored_setup = {key: stored["setup"].get(key, SETUP_DEFAULTS.get(key)) for key in setup}
+        stored_setup = comparable_setup(stored["setup"], setup)
         if stored_setup != setup:
-            changed = sorted(k for k in setup if stored_setup[k] != setup[k])
+            changed = sorted(k for k in setup if stored_setup[k] != setup[k] and k != "policy")
+            changed += sorted(f"policy.{k}" for k in setup["policy"]
+                              if stored_setup["policy"].get(k) != setup["policy"][k])
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")

@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -224,10 +225,10 @@ def lr_lambda(optim: OptimConfig, total_steps: int):
     return factor
 
 
-def sized_to_data(config: PolicyConfig, cfg: TrainConfig) -> PolicyConfig:
+def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], None] = print) -> PolicyConfig:
     """A new policy's robot takes the state and action sizes of the first dataset, as a LeRobot policy takes its
     features from the dataset (e.g. Meta-World with the goal in the state has 7 state numbers, the presets' robot 4).
-    An --init checkpoint keeps its sizes: there data of other sizes are an error."""
+    An --init checkpoint keeps its sizes: there data of other sizes are an error. `say` reports a change."""
     if not cfg.dataset or not 0 <= cfg.data.embodiment < len(config.embodiments):
         return config  # (a bad embodiment id is reported where the data meet the policy)
     features = LeRobotDataset.read_info(cfg.dataset[0])["features"]  # (the data are loaded later, once)
@@ -236,8 +237,8 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig) -> PolicyConfig:
                             features[ACTION]["shape"][0] if ACTION in features else robot.action_dim)
     if fitted == robot:
         return config
-    print(f"embodiment {robot.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
-          f"{cfg.dataset[0]} (the config said {robot.state_dim}, {robot.action_dim})", flush=True)
+    say(f"embodiment {robot.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
+        f"{cfg.dataset[0]} (the config said {robot.state_dim}, {robot.action_dim})")
     embodiments = list(config.embodiments)
     embodiments[cfg.data.embodiment] = fitted
     return config.replace(embodiments=tuple(embodiments))
@@ -375,7 +376,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         policy.normalization = init.normalization
     else:
         torch.manual_seed(cfg.seed)
-        policy = GigaWorldPolicy(sized_to_data(cfg.policy(), cfg))
+        policy = GigaWorldPolicy(sized_to_data(cfg.policy(), cfg, say=accelerator.print))  # main process only
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
