@@ -225,7 +225,7 @@ def lr_lambda(optim: OptimConfig, total_steps: int):
     return factor
 
 
-def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], None] = print) -> PolicyConfig:
+def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], None]) -> PolicyConfig:
     """A new policy's robot takes the state and action sizes of the first dataset, as a LeRobot policy takes its
     features from the dataset (e.g. Meta-World with the goal in the state has 7 state numbers, the presets' robot 4).
     An --init checkpoint keeps its sizes: there data of other sizes are an error. `say` reports a change."""
