@@ -5,11 +5,17 @@ Variants (all the same network and budget unless said):
     action_only    action loss only (video_loss_weight 0): the ablation the paper's claim rests on
     shared_sigma   one flow time for actions and video (the paper's first model)
     pretrain       a video-only pre-training stage on extra demonstrations whose actions are withheld, then
-                   post-training (the budget is split in half between the two stages)
+                   post-training: by default the budget is split in half between the two stages; with
+                   `--pretrain-steps N` the stage is N steps more and post-training gets the whole budget (the
+                   paper's stages: video pre-training is extra compute that action-free data can pay for)
     baseline       a standard flow-matching policy without video: the observation seen through a small CNN
                    (as in Diffusion Policy) instead of the codec's latent patches, action loss only
     gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
                    the two differ only in the future-video supervision (`--cnn-widths` sets that CNN's stages)
+    pretrain_cnn   gwp_cnn with the pretrain variant's video-only stage first
+
+`--extra-episodes` sets how many action-free demonstrations per task the pre-training variants see (default: as
+many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones.
 
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
@@ -50,10 +56,11 @@ from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
-VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn")
+VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn", "pretrain_cnn")
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
-             "gwp_cnn": {"observation_encoder": "cnn"}}
+             "gwp_cnn": {"observation_encoder": "cnn"}, "pretrain_cnn": {"observation_encoder": "cnn"}}
+PRETRAINED = ("pretrain", "pretrain_cnn")  # variants with a video-only stage on the extra demonstrations first
 VIDEO_LOSS_PAIRS = (("gwp", "action_only"), ("gwp_cnn", "baseline"))  # (with the video loss, without)
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
@@ -63,6 +70,7 @@ SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
               "goal_marker_radius", "observe_goal")
+PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-training variants depend on
 SETUP_DEFAULTS = {"observe_goal": False}  # of the keys whose default is not None
 
 
@@ -126,11 +134,14 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
 
     resumable = args.train_minutes is None
     common = run_options(variant, args, seed)
-    if variant == "pretrain":
-        pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **budget(0.5),
+    if variant in PRETRAINED:
+        # --pretrain-steps: a stage of its own on top of the budget; otherwise half of the budget
+        stages = ({"steps": args.pretrain_steps, "max_minutes": None}, budget(1.0)) if args.pretrain_steps else (
+            budget(0.5), budget(0.5))
+        pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **stages[0],
                                                    output_dir=str(run / "pretrain"), **common), resumable)
         post, resumed_post = train_stage(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
-                                                     **budget(0.5), **common), resumable)
+                                                     **stages[1], **common), resumable)
         return post, int(pre.name) + int(post.name), resumed_pre or resumed_post
     checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), output_dir=str(run), **budget(1.0), **common),
                                       resumable)
@@ -174,7 +185,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     """Train and evaluate one (variant, seed), or return its stored result."""
     run = out / "runs" / f"{variant}-seed{seed}"
     result_file = run / "result.json"
-    setup = {key: getattr(args, key) for key in SETUP_KEYS}
+    setup = {key: getattr(args, key) for key in SETUP_KEYS + (PRETRAIN_SETUP_KEYS if variant in PRETRAINED else ())}
     # The whole policy config the run trains, variant overrides included (presets can change between runs).
     setup["policy"] = TrainConfig(**run_options(variant, args, seed)).policy().to_dict()
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
@@ -189,7 +200,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")
         if heldout is None or (trains_video(variant) and "video_mse_static" not in heldout):
-            final = (run / "post" if variant == "pretrain" else run) / CHECKPOINTS / "last"
+            final = (run / "post" if variant in PRETRAINED else run) / CHECKPOINTS / "last"
             stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
             write_text_atomically(result_file, json.dumps(stored, indent=2))
         return stored
@@ -252,10 +263,14 @@ def training_minutes(runs: list[dict]) -> str:
 
 def budget_words(args) -> str:
     if args.steps and args.train_minutes:
-        return f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
-    if args.steps:
-        return f"{args.steps} optimiser steps per run"
-    return f"{args.train_minutes:g} min of CPU training per run"
+        words = f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
+    elif args.steps:
+        words = f"{args.steps} optimiser steps per run"
+    else:
+        words = f"{args.train_minutes:g} min of CPU training per run"
+    if args.pretrain_steps:
+        words += f" (the pre-training variants: {args.pretrain_steps} video-only steps before them)"
+    return words
 
 
 def setup_words(args) -> str:
@@ -416,8 +431,8 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
     name = args.name
     begin, end = f"<!-- learning {name}:begin -->", f"<!-- learning {name}:end -->"
     plot(results, out, docs / f"learning-{name}.png")
-    withheld = (f" (and {args.episodes} more per task with actions withheld, for the pre-training variant)"
-                if "pretrain" in results else "")
+    withheld = (f" (and {args.extra_episodes or args.episodes} more per task with actions withheld, for the "
+                "pre-training variants)" if set(PRETRAINED) & set(results) else "")
     section = "\n".join([
         begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
@@ -457,6 +472,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run (equal-steps budget)")
     parser.add_argument("--train-minutes", type=float, default=None, help="wall-clock minutes per run")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="video-only steps of the pre-training variants, before the whole budget of "
+                             "post-training (default: half of the budget goes to each stage)")
+    parser.add_argument("--extra-episodes", type=int, default=None,
+                        help="demonstrations per task with actions withheld, for the pre-training variants "
+                             "(default: --episodes)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -487,6 +508,9 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    for option in ("pretrain_steps", "extra_episodes"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
@@ -522,8 +546,8 @@ def main() -> None:
             raise SystemExit(f"no stored results under {out / 'runs'}")
     else:
         wanted = [(args.episodes, out / "demos", 0), (HELDOUT_EPISODES, out / "heldout_demos", HELDOUT_SEED)]
-        if "pretrain" in args.variant_list:
-            wanted.append((args.episodes, out / "extra_demos", 5000))
+        if set(PRETRAINED) & set(args.variant_list):
+            wanted.append((args.extra_episodes or args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
             demonstrations(folder, args.task_list, episodes, seed, args)
         policy = policy_config(args)
