@@ -98,7 +98,6 @@ def test_data_loader_batches_train_the_policy(tmp_path):
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].abs().max() <= 1
-    assert batch["actions"].abs().max() <= 1  # quantile normalisation clips to [-1, 1]
     policy = GigaWorldPolicy(config)
     table = {task: torch.randn(3, config.transformer.text_dim) for task in LeRobotDataset(tmp_path / "ds").tasks}
     policy.text_encoder = lambda tasks: (torch.stack([table[t] for t in tasks]), torch.ones(len(tasks), 3, dtype=bool))
@@ -159,8 +158,13 @@ def test_normaliser_and_delta_actions_invert():
     x = torch.tensor([[-2.0, 0.0], [1.0, 5.0], [2.0, 10.0]])
     assert torch.allclose(normalizer.normalize(x), torch.tensor([[-1.0, -1.0], [0.5, 0.0], [1.0, 1.0]]))
     assert torch.allclose(normalizer.unnormalize(normalizer.normalize(x)), x)
+    beyond = torch.tensor([[-3.0, 12.0]])  # outside the training quantiles: kept, not clipped to the edge
+    assert torch.allclose(normalizer.normalize(beyond), torch.tensor([[-1.5, 1.4]]))
+    assert torch.allclose(normalizer.unnormalize(normalizer.normalize(beyond)), beyond)
     restored = Normalizer.from_dict(json.loads(json.dumps(normalizer.to_dict())))
-    assert torch.equal(restored.normalize(x), normalizer.normalize(x))
+    assert torch.equal(restored.normalize(beyond), normalizer.normalize(beyond))
+    clipping = Normalizer.from_dict({**normalizer.to_dict(), "clip": True})  # a checkpoint from before
+    assert torch.allclose(clipping.normalize(beyond), torch.tensor([[-1.0, 1.0]]))
     actions, state, mask = torch.randn(2, 5, 3), torch.randn(2, 4), torch.tensor([True, False, True])
     delta = to_delta(actions, state, mask)
     assert torch.allclose(delta[..., 1], actions[..., 1])

@@ -1,7 +1,9 @@
 """Normalisation of state and actions with dataset statistics, and delta actions.
 
-"quantile" (default) maps [q01, q99] to [-1, 1] and clips outliers; "mean_std" standardises. The statistics
-are stored with the checkpoint so deployment undoes exactly what training did.
+"quantile" (default) maps [q01, q99] to [-1, 1]; "mean_std" standardises. Neither clips (as in openpi): held-out
+scenes put states beyond the training quantiles (a hand 4 cm further forward, a goal higher than any in the
+demonstrations), and a clipped state would tell the policy it is somewhere it is not. The statistics are stored
+with the checkpoint so deployment undoes exactly what training did.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ EPS = 1e-6
 
 @dataclass
 class Normalizer:
-    """Per-dimension affine map x -> (x - offset) / scale, with optional clipping to [-1, 1]."""
+    """Per-dimension affine map x -> (x - offset) / scale. `clip` (to [-1, 1]) is set only when read from a
+    checkpoint of an earlier version, whose quantile normalisation clipped, so that it still sees what it was
+    trained on."""
 
     offset: Tensor  # (D,)
     scale: Tensor  # (D,)
@@ -27,12 +31,12 @@ class Normalizer:
     def from_stats(cls, stats: dict[str, np.ndarray], mode: str = "quantile") -> Normalizer:
         if mode == "quantile":
             low, high = np.asarray(stats["q01"]), np.asarray(stats["q99"])
-            offset, scale, clip = (high + low) / 2, np.maximum((high - low) / 2, EPS), True
+            offset, scale = (high + low) / 2, np.maximum((high - low) / 2, EPS)
         elif mode == "mean_std":
-            offset, scale, clip = np.asarray(stats["mean"]), np.maximum(np.asarray(stats["std"]), EPS), False
+            offset, scale = np.asarray(stats["mean"]), np.maximum(np.asarray(stats["std"]), EPS)
         else:
             raise ValueError(f"normalisation mode must be 'quantile' or 'mean_std', got {mode!r}")
-        return cls(torch.as_tensor(offset, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32), clip)
+        return cls(torch.as_tensor(offset, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32), False)
 
     def normalize(self, x: Tensor) -> Tensor:
         """x (..., D) in robot units -> normalised (..., D)."""
