@@ -49,7 +49,7 @@ import torch
 
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
-from gigaworld_policy.data import DataConfig, LeRobotDataset, Normalizer
+from gigaworld_policy.data import DataConfig, LeRobotDataset
 from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
@@ -71,7 +71,8 @@ SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batc
               "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
               "goal_marker_radius", "observe_goal")
 PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-training variants depend on
-# of the keys whose default is not None; results stored before the normalisation was recorded clipped it
+# of the keys whose default is not None; results stored before the normalisation was recorded used quantiles
+# clipped to [-1, 1], which the library no longer does
 SETUP_DEFAULTS = {"observe_goal": False, "normalization": "quantile, clipped"}
 
 
@@ -178,12 +179,6 @@ def comparable_setup(stored: dict, setup: dict) -> dict:
     return found
 
 
-def normalization_rule(data: DataConfig) -> str:
-    """How a run normalises states and actions, e.g. "quantile, unclipped"."""
-    unit = {key: np.zeros(1) for key in ("q01", "mean")} | {key: np.ones(1) for key in ("q99", "std")}
-    return f"{data.normalization}, {'clipped' if Normalizer.from_stats(unit, data.normalization).clip else 'unclipped'}"
-
-
 def trains_video(variant: str) -> bool:
     return OVERRIDES.get(variant, {}).get("video_loss_weight", 1.0) > 0
 
@@ -196,7 +191,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     # The whole policy config the run trains, variant overrides included (presets can change between runs).
     options = run_options(variant, args, seed)
     setup["policy"] = TrainConfig(**options).policy().to_dict()
-    setup["normalization"] = normalization_rule(options["data"])
+    setup["normalization"] = options["data"].normalization
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
