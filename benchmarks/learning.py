@@ -15,7 +15,9 @@ Variants (all the same network and budget unless said):
     pretrain_cnn   gwp_cnn with the pretrain variant's video-only stage first
 
 `--extra-episodes` sets how many action-free demonstrations per task the pre-training variants see (default: as
-many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones.
+many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones. `--video-loss-weight W` sets
+λ_video of the variants that train the video loss (default: the preset's, 1 as in the paper; the action loss keeps
+weight 1).
 
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
@@ -120,6 +122,8 @@ def run_options(variant: str, args, seed: int) -> dict:
                    save_every=500 if args.train_minutes is None else 10**7, log_every=50, log_with="none",
                    optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
                    data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths, **OVERRIDES.get(variant, {}))
+    if args.video_loss_weight is not None and trains_video(variant):
+        options["video_loss_weight"] = args.video_loss_weight
     if policy_config(args):
         options["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
     return options
@@ -290,6 +294,8 @@ def setup_words(args) -> str:
         words += f", goal spheres drawn {100 * args.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
     if args.observe_goal:
         words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
+    if args.video_loss_weight is not None:
+        words += f", video loss weight {args.video_loss_weight:g} (action loss 1) in the variants that train it"
     return words
 
 
@@ -482,6 +488,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--extra-episodes", type=int, default=None,
                         help="demonstrations per task with actions withheld, for the pre-training variants "
                              "(default: --episodes)")
+    parser.add_argument("--video-loss-weight", type=float, default=None,
+                        help="weight of the video loss in the variants that train it (default: the preset's, 1)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -515,6 +523,8 @@ def parse_args() -> argparse.Namespace:
     for option in ("pretrain_steps", "extra_episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.video_loss_weight is not None and not args.video_loss_weight > 0:
+        parser.error("--video-loss-weight must be positive (the variants without video are action_only and baseline)")
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)
