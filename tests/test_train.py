@@ -111,6 +111,25 @@ def test_pretrain_on_video_then_posttrain(robot_data, video_data, tmp_path):
     assert GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]["action"]  # robot stats travel along
 
 
+def test_video_only_stage_leaves_action_statistics_to_post_training(robot_data, tmp_path):
+    """A video-only stage on robot data ignores its actions, so their statistics must not travel to post-training,
+    whose labelled data may be another set of demonstrations."""
+    from gigaworld_policy.data import LeRobotDataset, PolicyDataset
+
+    labelled = tmp_path / "labelled"
+    write_dataset(labelled, lengths=(18, 16))
+    pretrained = train_to(config(robot_data, tmp_path / "pre", stage="pretrain", steps=1, save_every=1))
+    pre_normalization = GigaWorldPolicy.from_pretrained(pretrained).normalization["sawyer"]
+    assert pre_normalization["action"] is None and pre_normalization["state"]
+    post = train_to(config(str(labelled), tmp_path / "post", init=str(pretrained), steps=1, save_every=1))
+    post_normalization = GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]
+    policy_config = PolicyConfig.preset("tiny")
+    own = PolicyDataset(LeRobotDataset(labelled), policy_config).normalization_state()["action"]
+    other = PolicyDataset(LeRobotDataset(robot_data), policy_config).normalization_state()["action"]
+    assert post_normalization["action"] == own != other
+    assert post_normalization["state"] == pre_normalization["state"]  # same robot: the state keeps its scale
+
+
 def test_loader_workers_started_with_spawn(video_data, tmp_path):
     """macOS and Windows start loader workers with "spawn": the dataset and the batching must pickle."""
     method = torch.multiprocessing.get_start_method()

@@ -246,7 +246,8 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], N
 
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
-    per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation."""
+    per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation (a video-only
+    stage records none for actions)."""
     if not cfg.dataset:
         raise ValueError("no training data: pass --dataset DIR (one or more)")
     parts, validation = [], None
@@ -255,6 +256,8 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
         name = policy.config.embodiments[cfg.data.embodiment].name
         samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=normalization.get(name))
         normalization[name] = samples.normalization_state()
+        if cfg.stage == "pretrain":  # its actions are not learned: post-training takes their statistics from its data
+            normalization[name]["action"] = None
         if cfg.latents:
             samples = LatentDataset(samples, cfg.latents[number])
         indices = torch.arange(len(samples))
