@@ -128,6 +128,9 @@ def test_video_only_stage_leaves_action_statistics_to_post_training(robot_data, 
     other = PolicyDataset(LeRobotDataset(robot_data), policy_config).normalization_state()["action"]
     assert post_normalization["action"] == own != other
     assert post_normalization["state"] == pre_normalization["state"]  # same robot: the state keeps its scale
+    # more video-only training of the post-trained policy keeps the action statistics it was trained with
+    again = train_to(config(robot_data, tmp_path / "again", stage="pretrain", init=str(post), steps=1, save_every=1))
+    assert GigaWorldPolicy.from_pretrained(again).normalization["sawyer"]["action"] == own
 
 
 def test_loader_workers_started_with_spawn(video_data, tmp_path):

@@ -247,16 +247,19 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], N
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
     per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation (a video-only
-    stage records none for actions)."""
+    stage adds none for actions)."""
     if not cfg.dataset:
         raise ValueError("no training data: pass --dataset DIR (one or more)")
     parts, validation = [], None
     normalization = dict(policy.normalization)
     for number, root in enumerate(cfg.dataset):
         name = policy.config.embodiments[cfg.data.embodiment].name
-        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=normalization.get(name))
+        known = normalization.get(name)
+        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=known)
         normalization[name] = samples.normalization_state()
-        if cfg.stage == "pretrain":  # its actions are not learned: post-training takes their statistics from its data
+        if cfg.stage == "pretrain" and not (known and known.get("action")):
+            # a video-only stage learns no actions: post-training takes their statistics from its own data (a
+            # checkpoint's, from an earlier post-training, are kept)
             normalization[name]["action"] = None
         if cfg.latents:
             samples = LatentDataset(samples, cfg.latents[number])
