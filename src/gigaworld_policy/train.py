@@ -257,7 +257,7 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
         known = normalization.get(name)
         samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=known)
         normalization[name] = samples.normalization_state()
-        if cfg.stage == "pretrain" and not (known and known.get("action")):
+        if cfg.stage == "pretrain" and not (known or {}).get("action"):
             # a video-only stage learns no actions: post-training takes their statistics from its own data (a
             # checkpoint's, from an earlier post-training, are kept)
             normalization[name]["action"] = None
