@@ -17,7 +17,8 @@ Variants (all the same network and budget unless said):
 `--extra-episodes` sets how many action-free demonstrations per task the pre-training variants see (default: as
 many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones. `--video-loss-weight W` sets
 λ_video of the variants that train the video loss (default: the preset's, 1 as in the paper; the action loss keeps
-weight 1).
+weight 1). `--clean-action-prob P` gives a fraction P of those variants' training samples their action chunk clean
+(flow time 0) while the future is noised, so that the video learns to follow a given chunk, as it is decoded.
 
 The budget is a number of optimiser steps (`--steps`: equal supervision per step, the paper's comparison), a
 wall-clock time (`--train-minutes`: equal compute on this machine), or both (steps, capped by time). For every
@@ -76,6 +77,8 @@ PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-
 # of the keys whose default is not None; results stored before the normalisation was recorded used quantiles
 # clipped to [-1, 1], which the library no longer does
 SETUP_DEFAULTS = {"observe_goal": False, "normalization": "quantile, clipped"}
+# policy-config fields added since results were first stored, with the value those results were trained with
+POLICY_DEFAULTS = {"clean_action_prob": 0.0}
 
 
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, args) -> None:
@@ -122,8 +125,9 @@ def run_options(variant: str, args, seed: int) -> dict:
                    save_every=500 if args.train_minutes is None else 10**7, log_every=50, log_with="none",
                    optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
                    data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths, **OVERRIDES.get(variant, {}))
-    if args.video_loss_weight is not None and trains_video(variant):
-        options["video_loss_weight"] = args.video_loss_weight
+    if trains_video(variant):
+        options.update({k: getattr(args, k) for k in ("video_loss_weight", "clean_action_prob")
+                        if getattr(args, k) is not None})
     if policy_config(args):
         options["policy_config"] = str(Path(args.out) / POLICY_CONFIG)
     return options
@@ -180,6 +184,8 @@ def comparable_setup(stored: dict, setup: dict) -> dict:
     found = {key: stored.get(key, SETUP_DEFAULTS.get(key)) for key in setup}
     if "policy" not in stored:
         found["policy"] = {**setup["policy"], "transformer": stored.get("network")}
+    else:
+        found["policy"] = POLICY_DEFAULTS | stored["policy"]
     return found
 
 
@@ -207,7 +213,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")
-        if heldout is None or (trains_video(variant) and "video_mse_static" not in heldout):
+        if heldout is None or (trains_video(variant) and "video_mse_other_actions" not in heldout):
             final = (run / "post" if variant in PRETRAINED else run) / CHECKPOINTS / "last"
             stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
             write_text_atomically(result_file, json.dumps(stored, indent=2))
@@ -256,8 +262,12 @@ def interval(values: list[float]) -> tuple[float, float | None]:
 
 
 def video_error(variant: str, runs: list[dict]) -> str:
-    """Mean held-out future-frame MSE, for variants whose video head was trained (blank otherwise)."""
-    return f"{np.mean([r['open_loop_heldout']['video_mse'] for r in runs]):.3f}" if trains_video(variant) else "—"
+    """Mean held-out future-frame MSE given the true chunk / another sample's, for variants whose video head was
+    trained (blank otherwise)."""
+    if not trains_video(variant):
+        return "—"
+    return " / ".join(f"{np.mean([r['open_loop_heldout'][key] for r in runs]):.3f}"
+                      for key in ("video_mse", "video_mse_other_actions"))
 
 
 def training_minutes(runs: list[dict]) -> str:
@@ -296,12 +306,15 @@ def setup_words(args) -> str:
         words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
     if args.video_loss_weight is not None:
         words += f", video loss weight {args.video_loss_weight:g} (action loss 1) in the variants that train it"
+    if args.clean_action_prob is not None:
+        words += (f", {100 * args.clean_action_prob:g}% of the samples of the variants with video given their clean "
+                  f"action chunk (video loss only)")
     return words
 
 
 def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
-             "training min | held-out action MSE | held-out video MSE | policy latency p50 |",
+             "training min | held-out action MSE | held-out video MSE, true / other chunk | policy latency p50 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for variant, runs in results.items():
         mean, half = interval([r["average_success_rate"] for r in runs])
@@ -315,8 +328,10 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
     static = [r["open_loop_heldout"]["video_mse_static"] for variant, runs in results.items() if trains_video(variant)
               for r in runs]
     if static:
-        lines += ["", f"Held-out video MSE: future frames decoded given the true actions, pixels in [-1, 1]; only for "
-                  f"variants trained with the video loss. Repeating the current frame scores {np.mean(static):.3f}."]
+        lines += ["", f"Held-out video MSE: future frames decoded given the true action chunk, pixels in [-1, 1]; only "
+                  f"for variants trained with the video loss. Repeating the current frame scores "
+                  f"{np.mean(static):.3f}. After the slash, the same noise decoded given another sample's chunk: as "
+                  f"low as with the true one when the video does not follow the actions."]
     if any(r.get("resumed") for runs in results.values() for r in runs):
         lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
                   "after resuming."]
@@ -490,6 +505,9 @@ def parse_args() -> argparse.Namespace:
                              "(default: --episodes)")
     parser.add_argument("--video-loss-weight", type=float, default=None,
                         help="weight of the video loss in the variants that train it (default: the preset's, 1)")
+    parser.add_argument("--clean-action-prob", type=float, default=None,
+                        help="fraction of the training samples of the variants with video whose action chunk is "
+                             "given clean while their future is noised (video loss only; default: the preset's, 0)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
@@ -525,6 +543,8 @@ def parse_args() -> argparse.Namespace:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if args.video_loss_weight is not None and not args.video_loss_weight > 0:
         parser.error("--video-loss-weight must be positive (the variants without video are action_only and baseline)")
+    if args.clean_action_prob is not None and not 0 < args.clean_action_prob < 1:
+        parser.error("--clean-action-prob must lie between 0 and 1")
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)

@@ -26,6 +26,7 @@ def test_bench_has_gwp0_token_counts():
         (dict(max_action_dim=8), r"'aloha_agilex' has state/action dims 14/14, beyond the maximum 32/8"),
         (dict(cnn_widths=(32, 60)), r"cnn_widths must be one or more positive multiples of 8.*\(32, 60\)"),
         (dict(cnn_widths=()), r"cnn_widths must be one or more"),
+        (dict(clean_action_prob=1.0), r"clean_action_prob must be in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_config_says_which_rule_broke(changes, message):

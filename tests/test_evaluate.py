@@ -35,3 +35,17 @@ def test_a_policy_trained_without_video_is_scored_on_actions_only(tiny_policy):
     # same weights, same noise: the actions and the repeat-the-current-frame bar are unchanged
     assert without_video["action_mse"] == with_video["action_mse"]
     assert without_video["video_mse_static"] == with_video["video_mse_static"]
+
+
+def test_video_decoded_given_another_chunk_shows_whether_the_video_follows_the_actions(tiny_policy):
+    batch = tiny_policy.example_batch(3, seed=4)
+    metrics, _ = open_loop(tiny_policy, batch, generator=torch.Generator().manual_seed(0))
+    assert abs(metrics["video_mse_other_actions"] - metrics["video_mse"]) > 1e-6  # this network reads the chunk
+
+    same_chunks = {**batch, "actions": batch["actions"][:1].expand_as(batch["actions"]).clone(),
+                   "embodiment": batch["embodiment"][:1].expand_as(batch["embodiment"]).clone()}
+    metrics, _ = open_loop(tiny_policy, same_chunks, generator=torch.Generator().manual_seed(0))
+    assert metrics["video_mse_other_actions"] == metrics["video_mse"]  # the same noise decoded twice
+
+    single, _ = open_loop(tiny_policy, {k: v[:1] for k, v in batch.items()}, generator=torch.Generator().manual_seed(0))
+    assert "video_mse" in single and "video_mse_other_actions" not in single  # no other sample to borrow from

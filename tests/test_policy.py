@@ -148,6 +148,26 @@ def test_shared_or_independent_flow_time(tiny_policy):
     assert not torch.equal(independent["sigma_action"], independent["sigma_video"])
 
 
+
+@pytest.mark.parametrize("shared_flow_time", [False, True])
+def test_samples_given_their_clean_chunk_train_only_the_video(tiny_policy, shared_flow_time):
+    config = tiny_policy.config.replace(clean_action_prob=0.5, shared_flow_time=shared_flow_time)
+    policy = GigaWorldPolicy(config)
+    policy.load_state_dict(tiny_policy.state_dict())
+    batch = tiny_policy.example_batch(16, seed=11)
+    _, info = _loss(policy, batch)
+    given = info["sigma_action"] == 0
+    assert 0 < given.sum() < 16  # flow time exactly 0 only for the samples given their chunk
+    assert (info["sigma_video"][given] > 0).all()  # their future is still noised, also with one shared flow time
+
+    everyone = GigaWorldPolicy(config.replace(clean_action_prob=0.999))
+    everyone.load_state_dict(tiny_policy.state_dict())
+    loss, info = _loss(everyone, tiny_policy.example_batch(4, seed=12))
+    assert (info["sigma_action"] == 0).all() and info["loss_action"] == 0 and info["loss_video"] > 0
+    loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in everyone.action_decoder.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in everyone.action_encoder.parameters())  # V reads A
+
 def test_save_load_round_trip(tiny_policy, tmp_path):
     tiny_policy.save_pretrained(tmp_path / "ckpt")
     loaded = GigaWorldPolicy.from_pretrained(tmp_path / "ckpt")

@@ -107,6 +107,10 @@ class PolicyConfig:
     action_loss_weight: float = 1.0
     video_loss_weight: float = 1.0
     shared_flow_time: bool = False  # True: actions and video share one sigma per sample (GWP-0)
+    # Fraction of training samples whose action chunk is given clean (flow time 0) while their future is noised:
+    # the video learns to follow a given chunk, the way `sample_video` decodes it. Those samples train no action
+    # loss. With 0 a clean chunk is as rare as a flow time near 0, and the video can learn to ignore the actions.
+    clean_action_prob: float = 0.0
     # "patch": observation tokens are the codec latents, patchified by the DiT (the method). "cnn": a small CNN
     # sees the image instead: with video_loss_weight 0 the standard baseline; with the video loss, the method with
     # another observation encoder (the future frames are still codec latents, patchified).
@@ -188,6 +192,8 @@ class PolicyConfig:
             raise ValueError(f"a RoPE position reaches {longest}, beyond rope_max_seq_len {t.rope_max_seq_len}")
         if self.shift <= 0:
             raise ValueError(f"shift must be positive, got {self.shift}")
+        if not 0 <= self.clean_action_prob < 1:
+            raise ValueError(f"clean_action_prob must be in [0, 1), got {self.clean_action_prob}")
         if self.observation_encoder not in ("patch", "cnn"):
             raise ValueError(f"observation_encoder must be 'patch' or 'cnn', got {self.observation_encoder!r}")
         if not self.cnn_widths or any(w <= 0 or w % 8 for w in self.cnn_widths):

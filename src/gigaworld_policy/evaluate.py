@@ -185,9 +185,10 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
     """Metrics on one batch of held-out samples, in normalised units:
     action_mse (and action_mse_dim<i>) over valid steps and dims, video_mse over valid future frames (pixels in
     [-1, 1], video decoded given the true actions), and video_mse_static, the error of predicting that nothing moves
-    (the current frame repeated): the bar a useful video prediction has to clear. A policy trained without the video
-    loss (video_loss_weight 0) predicts no video: video_mse is left out. Returns the metrics and the predicted frames
-    (B, F, 3, H, W), or None."""
+    (the current frame repeated): the bar a useful video prediction has to clear. video_mse_other_actions decodes the
+    same noise given the next sample's action chunk (B > 1): equal to video_mse, the video ignores the actions. A
+    policy trained without the video loss (video_loss_weight 0) predicts no video: the video metrics but
+    video_mse_static are left out. Returns the metrics and the predicted frames (B, F, 3, H, W), or None."""
     metrics: dict[str, float] = {}
     predicted = None
     if batch.get("actions") is not None:
@@ -208,8 +209,15 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
                 return float((error * valid_frames).sum() / valid_frames.sum().clamp(min=1))
 
             if policy.config.video_loss_weight > 0:
-                predicted = policy.sample_video(batch, batch["actions"], num_steps, generator=generator).cpu()
+                cfg = policy.config
+                shape = (len(actions), cfg.codec.latent_channels, cfg.num_future_latent_frames, *cfg.latent_size)
+                noise = torch.randn(shape, generator=generator)  # the draw sample_video makes; shared by both decodes
+                predicted = policy.sample_video(batch, batch["actions"], num_steps, noise=noise).cpu()
                 metrics["video_mse"] = frame_mse(predicted)
+                if len(actions) > 1:
+                    own_dims = (torch.arange(batch["actions"].shape[-1]) < dims[:, None])[:, None, :]
+                    other = policy.sample_video(batch, batch["actions"].roll(1, 0) * own_dims, num_steps, noise=noise)
+                    metrics["video_mse_other_actions"] = frame_mse(other.cpu())
             if batch.get("image") is not None:
                 metrics["video_mse_static"] = frame_mse(batch["image"][:, None].expand_as(batch["future_images"]))
     return metrics, predicted

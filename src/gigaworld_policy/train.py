@@ -63,7 +63,7 @@ class OptimConfig:
 
 
 # Policy-config fields a run may override: the losses, and the observation encoder (not when starting from --init).
-LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time")
+LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "clean_action_prob")
 ARCHITECTURE_OVERRIDES = ("observation_encoder", "cnn_widths")
 
 
@@ -97,6 +97,7 @@ class TrainConfig:
     video_loss_weight: float | None = None  # overrides of the policy config, for ablations
     action_loss_weight: float | None = None
     shared_flow_time: bool | None = None
+    clean_action_prob: float | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     cnn_widths: tuple[int, ...] | None = None
     text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one

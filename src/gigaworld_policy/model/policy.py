@@ -167,6 +167,10 @@ class GigaWorldPolicy(nn.Module):
         # Random draws in a fixed order, none depending on the data, so a generator makes the loss repeatable.
         sigma_action = flow.sample_sigma(b, cfg.shift, generator).to(device)
         sigma_video = sigma_action if cfg.shared_flow_time else flow.sample_sigma(b, cfg.shift, generator).to(device)
+        given = torch.zeros(b, dtype=torch.bool, device=device)  # samples whose clean chunk conditions the video
+        if with_actions and with_video and cfg.clean_action_prob > 0:
+            given = (torch.rand(b, generator=generator) < cfg.clean_action_prob).to(device)
+            sigma_action = sigma_action.masked_fill(given, 0.0)
         sigmas = torch.zeros(b, NUM_TIME_GROUPS, device=device)
         sigmas[:, TIME_GROUP["action"]] = sigma_action
         sigmas[:, TIME_GROUP["future"]] = sigma_video
@@ -192,7 +196,7 @@ class GigaWorldPolicy(nn.Module):
         loss_action = loss_video = zero
         if with_actions:
             velocity = self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment)
-            valid = (~inputs.action_is_pad)[:, :, None] & inputs.action_dim_mask[:, None, :]
+            valid = (~inputs.action_is_pad & ~given[:, None])[:, :, None] & inputs.action_dim_mask[:, None, :]
             error = (velocity.float() - flow.velocity_target(inputs.actions, noise).float()) ** 2
             loss_action = (error * valid).sum() / valid.sum().clamp(min=1)
         if with_video:
