@@ -186,7 +186,7 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
     action_mse (and action_mse_dim<i>) over valid steps and dims, video_mse over valid future frames (pixels in
     [-1, 1], video decoded given the true actions), and video_mse_static, the error of predicting that nothing moves
     (the current frame repeated): the bar a useful video prediction has to clear. video_mse_other_actions decodes the
-    same noise given the next sample's action chunk (B > 1): equal to video_mse, the video ignores the actions. A
+    same noise given the previous sample's action chunk (B > 1): equal to video_mse, the video ignores the actions. A
     policy trained without the video loss (video_loss_weight 0) predicts no video: the video metrics but
     video_mse_static are left out. Returns the metrics and the predicted frames (B, F, 3, H, W), or None."""
     metrics: dict[str, float] = {}
