@@ -148,7 +148,6 @@ def test_shared_or_independent_flow_time(tiny_policy):
     assert not torch.equal(independent["sigma_action"], independent["sigma_video"])
 
 
-
 @pytest.mark.parametrize("shared_flow_time", [False, True])
 def test_samples_given_their_clean_chunk_train_only_the_video(tiny_policy, shared_flow_time):
     config = tiny_policy.config.replace(clean_action_prob=0.5, shared_flow_time=shared_flow_time)
@@ -167,6 +166,7 @@ def test_samples_given_their_clean_chunk_train_only_the_video(tiny_policy, share
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in everyone.action_decoder.parameters())
     assert any(p.grad is not None and p.grad.any() for p in everyone.action_encoder.parameters())  # V reads A
+
 
 def test_save_load_round_trip(tiny_policy, tmp_path):
     tiny_policy.save_pretrained(tmp_path / "ckpt")

@@ -149,6 +149,11 @@ class PolicyConfig:
     def num_future_latent_frames(self) -> int:
         return self.num_future_frames // self.codec.temporal_factor
 
+    @property
+    def future_latent_shape(self) -> tuple[int, int, int, int]:
+        """(C, F', h, w) of one sample's future latents, the shape of its video noise."""
+        return (self.codec.latent_channels, self.num_future_latent_frames, *self.latent_size)
+
     def embodiment_index(self, name: str) -> int:
         names = [e.name for e in self.embodiments]
         if name not in names:

@@ -209,9 +209,8 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
                 return float((error * valid_frames).sum() / valid_frames.sum().clamp(min=1))
 
             if policy.config.video_loss_weight > 0:
-                cfg = policy.config
-                shape = (len(actions), cfg.codec.latent_channels, cfg.num_future_latent_frames, *cfg.latent_size)
-                noise = torch.randn(shape, generator=generator)  # the draw sample_video makes; shared by both decodes
+                # the draw sample_video would make, shared by both decodes
+                noise = torch.randn((len(actions), *policy.config.future_latent_shape), generator=generator)
                 predicted = policy.sample_video(batch, batch["actions"], num_steps, noise=noise).cpu()
                 metrics["video_mse"] = frame_mse(predicted)
                 if len(actions) > 1:

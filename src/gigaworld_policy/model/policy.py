@@ -264,8 +264,7 @@ class GigaWorldPolicy(nn.Module):
         return noise * inputs.action_dim_mask[:, None]
 
     def _video_noise(self, inputs: PolicyInputs, noise: Tensor | None, generator=None) -> Tensor:
-        cfg = self.config
-        shape = (inputs.batch_size, cfg.codec.latent_channels, cfg.num_future_latent_frames, *cfg.latent_size)
+        shape = (inputs.batch_size, *self.config.future_latent_shape)
         if noise is None:
             noise = torch.randn(shape, generator=generator)
         if tuple(noise.shape) != shape:
