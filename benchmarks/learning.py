@@ -72,11 +72,12 @@ SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
               "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
-              "goal_marker_radius", "observe_goal")
+              "goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
 PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-training variants depend on
 # of the keys whose default is not None; results stored before the normalisation was recorded used quantiles
 # clipped to [-1, 1], which the library no longer does
-SETUP_DEFAULTS = {"observe_goal": False, "normalization": "quantile, clipped"}
+SETUP_DEFAULTS = {"observe_goal": False, "normalization": "quantile, clipped", "action_noise": 0.0,
+                  "action_noise_correlation": 0.0}
 # policy-config fields added since results were first stored, with the value those results were trained with
 POLICY_DEFAULTS = {"clean_action_prob": 0.0}
 
@@ -86,19 +87,21 @@ def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: in
     camera_size = tuple(args.camera_size)
     if not (folder / "meta" / "info.json").exists():
         collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed,
-                goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal)
+                goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal,
+                action_noise=args.action_noise, action_noise_correlation=args.action_noise_correlation)
         return
     found = LeRobotDataset(folder)
     sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
     settings = folder / "meta" / COLLECTION_FILE  # absent in folders recorded before it was written: the defaults
     recorded = json.loads(settings.read_text()) if settings.exists() else {}
-    goal = (recorded.get("goal_marker_radius"), recorded.get("observe_goal", False))
-    wanted = (args.goal_marker_radius, args.observe_goal)
+    keys = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
+    settings_found = tuple(recorded.get(key, SETUP_DEFAULTS.get(key)) for key in keys)
+    wanted = tuple(getattr(args, key) for key in keys)
     if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
-            or sizes != {camera_size} or goal != wanted):
+            or sizes != {camera_size} or settings_found != wanted):
         raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks at "
-                         f"{sorted(sizes)} pixels (goal marker radius, goal in the state: {goal}), not {episodes} of "
-                         f"each of {', '.join(tasks)} at {camera_size} ({wanted}): use another --out or delete it")
+                         f"{sorted(sizes)} pixels ({', '.join(keys)}: {settings_found}), not {episodes} of each of "
+                         f"{', '.join(tasks)} at {camera_size} ({wanted}): use another --out or delete it")
 
 
 def policy_config(args) -> PolicyConfig | None:
@@ -292,8 +295,8 @@ def budget_words(args) -> str:
 
 
 def setup_words(args) -> str:
-    """How the composite image, the CNN observation encoder and the goal's visibility differ from the defaults, if
-    they do."""
+    """How the composite image, the CNN observation encoder, the goal's visibility, the demonstrations' action noise
+    and the video loss differ from the defaults, if they do."""
     words = ""
     if args.image_size or args.layout:
         size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
@@ -304,6 +307,9 @@ def setup_words(args) -> str:
         words += f", goal spheres drawn {100 * args.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
     if args.observe_goal:
         words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
+    if args.action_noise:
+        words += (f", demonstrations whose executed and recorded actions carry noise of std {args.action_noise:g} "
+                  f"(step-to-step correlation {args.action_noise_correlation:g})")
     if args.video_loss_weight is not None:
         words += f", video loss weight {args.video_loss_weight:g} (action loss 1) in the variants that train it"
     if args.clean_action_prob is not None:
@@ -520,6 +526,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--observe-goal", action="store_true",
                         help="append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks "
                              "observe it; the policies are then no longer image-only")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="std of the noise added to the experts' executed and recorded actions in all "
+                             "demonstrations, so the future depends on the action chunk (default: none)")
+    parser.add_argument("--action-noise-correlation", type=float, default=0.0,
+                        help="step-to-step correlation of that noise in [0, 1), e.g. 0.9 (default: independent)")
     parser.add_argument("--image-size", type=int, nargs=2, default=None,
                         help="composite image (H W) the policy sees (default: the preset's)")
     parser.add_argument("--layout", choices=("t", "row"), default=None,
@@ -545,6 +556,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--video-loss-weight must be positive (the variants without video are action_only and baseline)")
     if args.clean_action_prob is not None and not 0 < args.clean_action_prob < 1:
         parser.error("--clean-action-prob must lie between 0 and 1")
+    if not args.action_noise >= 0 or not 0 <= args.action_noise_correlation < 1:
+        parser.error("--action-noise must be at least 0 and --action-noise-correlation lie in [0, 1)")
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)

@@ -111,6 +111,45 @@ def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
     assert json.loads((tmp_path / "mw" / "meta" / "metaworld_collection.json").read_text())["observe_goal"] is True
 
 
+def test_action_noise_has_the_asked_std_and_step_correlation():
+    from gigaworld_policy.envs.metaworld import ActionNoise
+
+    for correlation in (0.0, 0.9):
+        noise = ActionNoise(0.5, correlation, dim=4, seed=0)
+        steps = np.stack([noise() for _ in range(20_000)])  # (T, 4)
+        assert steps.std(axis=0) == pytest.approx([0.5] * 4, rel=0.1)
+        lag_one = [np.corrcoef(steps[:-1, d], steps[1:, d])[0, 1] for d in range(4)]
+        assert lag_one == pytest.approx([correlation] * 4, abs=0.05)
+    assert not ActionNoise(0.0, 0.9, dim=4, seed=0)().any()
+    with pytest.raises(ValueError, match=r"correlation must lie in \[0, 1\)"):
+        ActionNoise(0.5, 1.0, dim=4, seed=0)
+    with pytest.raises(ValueError, match="std must be a number >= 0"):
+        ActionNoise(float("nan"), 0.5, dim=4, seed=0)
+
+
+def test_noisy_demonstrations_record_the_actions_that_were_executed(tmp_path):
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
+
+    report = collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), cameras=("corner",), image_size=(16, 16),
+                     seed=4, progress=False, action_noise=0.5, action_noise_correlation=0.9)
+    assert report["reach-v3"]["attempts"] == 1  # so the episode's seed is 4
+    data = pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")
+    actions, states = (np.stack(data[key].to_pylist()) for key in ("action", "observation.state"))
+    env = MetaWorldEnv("reach-v3", cameras=("corner",), image_size=(16, 16))
+    observation = env.reset(4)
+    expert = []
+    for action, state in zip(actions, states, strict=True):
+        np.testing.assert_allclose(observation.state, state, atol=1e-6)  # the recorded actions replay the episode
+        expert.append(env.expert_action())
+        env.step(action)
+        observation = env.observe()
+    env.close()
+    departures = np.abs(actions - np.stack(expert))
+    assert np.abs(actions).max() <= 1 and (departures > 0.05).mean() > 0.5  # recorded: the expert's plus the noise
+    settings = json.loads((tmp_path / "mw" / "meta" / "metaworld_collection.json").read_text())
+    assert (settings["action_noise"], settings["action_noise_correlation"]) == (0.5, 0.9)
+
+
 def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     from gigaworld_policy.cli import main
     from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect

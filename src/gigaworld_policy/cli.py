@@ -11,6 +11,10 @@ from .config import PRESETS
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
 OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
                      "(default: hand xyz + gripper only)")
+ACTION_NOISE_HELP = ("std of Gaussian noise added to the expert's actions before they are executed and recorded, so "
+                     "the future depends on the actions and not on the observation alone, e.g. 0.3 (default: none)")
+ACTION_NOISE_CORRELATION_HELP = ("correlation of the action noise from one step to the next, in [0, 1), e.g. 0.9 "
+                                 "for noise that drifts ~10 steps (default: independent steps)")
 
 
 def _bench_latency(args: argparse.Namespace) -> None:
@@ -45,7 +49,8 @@ def _collect_metaworld(args: argparse.Namespace) -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     cameras = tuple(c.strip() for c in args.cameras.split(","))
     report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps,
-                     goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal)
+                     goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal,
+                     action_noise=args.action_noise, action_noise_correlation=args.action_noise_correlation)
     for task, row in report.items():
         print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
               f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")
@@ -170,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     metaworld.add_argument("--fps", type=int, default=10)
     metaworld.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP)
     metaworld.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP)
+    metaworld.add_argument("--action-noise", type=float, default=0.0, help=ACTION_NOISE_HELP)
+    metaworld.add_argument("--action-noise-correlation", type=float, default=0.0, help=ACTION_NOISE_CORRELATION_HELP)
     metaworld.set_defaults(run=_collect_metaworld)
 
     offline = commands.add_parser("eval-open-loop", help="action / future-frame error on held-out episodes")

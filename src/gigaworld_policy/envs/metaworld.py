@@ -157,14 +157,45 @@ class MetaWorldEnv:
         self.env.close()
 
 
+class ActionNoise:
+    """Gaussian noise for the expert's actions, (dim,) per step, an AR(1) process
+    n_t = ρ·n_{t-1} + sqrt(1-ρ²)·σ·ε_t whose every step has standard deviation σ (`std`) and correlates with the
+    next by ρ (`correlation`).
+
+    A scripted expert's action is a function of the observation, so in its demonstrations the observation alone
+    determines the future frames and a video model has no reason to read the action chunk. Executed (and recorded)
+    noise makes the future depend on the chunk, as it does for a human teleoperator. With ρ near 1 the noise drifts
+    for about 1/(1-ρ) steps and moves the arm visibly, where independent steps would average out."""
+
+    def __init__(self, std: float, correlation: float, dim: int, seed: int):
+        if not std >= 0:
+            raise ValueError(f"action noise std must be a number >= 0, got {std}")
+        if not 0 <= correlation < 1:
+            raise ValueError(f"action noise correlation must lie in [0, 1), got {correlation}")
+        self.std, self.correlation = std, correlation
+        self.rng = np.random.default_rng(seed)
+        self.value = self.std * self.rng.standard_normal(dim)  # drawn from the stationary distribution
+
+    def __call__(self) -> np.ndarray:
+        """The next step's noise, (dim,)."""
+        current = self.value
+        innovation = np.sqrt(1 - self.correlation**2) * self.std * self.rng.standard_normal(current.shape)
+        self.value = self.correlation * current + innovation
+        return current
+
+
 def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
             image_size: tuple[int, int] = (96, 96), seed: int = 0, max_steps: int = 500, fps: int = 10,
-            progress: bool = True, goal_marker_radius: float | None = None, observe_goal: bool = False) -> dict:
+            progress: bool = True, goal_marker_radius: float | None = None, observe_goal: bool = False,
+            action_noise: float = 0.0, action_noise_correlation: float = 0.0) -> dict:
     """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`
     (`goal_marker_radius`, `observe_goal`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
 
-    Episode e of task i uses seed `seed + 100_000 * i + attempt`; failed attempts are dropped and retried.
-    Returns the success rate of the expert per task."""
+    With `action_noise` > 0 the expert's actions get `ActionNoise` of that std and `action_noise_correlation`
+    before they are clipped to [-1, 1], executed and recorded: the dataset holds what the arm was commanded.
+
+    Episode e of task i uses seed `seed + 100_000 * i + attempt` (for its layout and its noise); failed attempts are
+    dropped and retried. Returns the success rate of the expert per task."""
     from tqdm import tqdm
 
     from ..data.lerobot import LeRobotDatasetWriter
@@ -183,10 +214,12 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
             while kept < episodes:
                 if attempts >= 3 * episodes + 10:
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts")
-                observation = env.reset(seed + 100_000 * task_number + attempts)
+                episode_seed = seed + 100_000 * task_number + attempts
+                observation = env.reset(episode_seed)
+                noise = ActionNoise(action_noise, action_noise_correlation, env.action_dim, episode_seed)
                 attempts += 1
                 while True:
-                    action = env.expert_action()
+                    action = np.clip(env.expert_action() + noise(), -1, 1).astype(np.float32)
                     writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in cameras},
                                       "observation.state": observation.state, "action": action,
                                       "task": observation.task})
@@ -205,6 +238,8 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
         bar.close()
         settings = {"tasks": list(tasks), "episodes": episodes, "cameras": list(cameras),
                     "image_size": list(image_size), "seed": seed, "max_steps": max_steps,
-                    "goal_marker_radius": goal_marker_radius, "observe_goal": observe_goal, "experts": report}
+                    "goal_marker_radius": goal_marker_radius, "observe_goal": observe_goal,
+                    "action_noise": action_noise, "action_noise_correlation": action_noise_correlation,
+                    "experts": report}
         writer.finalize(extra_meta={COLLECTION_FILE: settings})
     return report
