@@ -308,7 +308,7 @@ def setup_words(args) -> str:
     if args.observe_goal:
         words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
     if args.action_noise:
-        words += (f", demonstrations whose executed and recorded actions carry noise of std {args.action_noise:g} "
+        words += (f", demonstrations whose executed and recorded hand motions carry noise of std {args.action_noise:g} "
                   f"(step-to-step correlation {args.action_noise_correlation:g})")
     if args.video_loss_weight is not None:
         words += f", video loss weight {args.video_loss_weight:g} (action loss 1) in the variants that train it"
@@ -527,7 +527,7 @@ def parse_args() -> argparse.Namespace:
                         help="append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks "
                              "observe it; the policies are then no longer image-only")
     parser.add_argument("--action-noise", type=float, default=0.0,
-                        help="std of the noise added to the experts' executed and recorded actions in all "
+                        help="std of the noise added to the experts' executed and recorded hand motions in all "
                              "demonstrations, so the future depends on the action chunk (default: none)")
     parser.add_argument("--action-noise-correlation", type=float, default=0.0,
                         help="step-to-step correlation of that noise in [0, 1), e.g. 0.9 (default: independent)")

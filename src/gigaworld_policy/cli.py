@@ -11,8 +11,9 @@ from .config import PRESETS
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
 OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
                      "(default: hand xyz + gripper only)")
-ACTION_NOISE_HELP = ("std of Gaussian noise added to the expert's actions before they are executed and recorded, so "
-                     "the future depends on the actions and not on the observation alone, e.g. 0.3 (default: none)")
+ACTION_NOISE_HELP = ("std of Gaussian noise added to the expert's hand motion (dx, dy, dz) before it is executed and "
+                     "recorded, so the future depends on the actions, not on the observation alone, e.g. 0.5 "
+                     "(default: none)")
 ACTION_NOISE_CORRELATION_HELP = ("correlation of the action noise from one step to the next, in [0, 1), e.g. 0.9 "
                                  "for noise that drifts ~10 steps (default: independent steps)")
 

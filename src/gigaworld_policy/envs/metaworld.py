@@ -17,6 +17,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
 FLIPPED = {"corner", "corner2", "corner3", "corner4"}
+MOTION_DIMS = 3  # an action is the hand's (dx, dy, dz) then the gripper command
 COLLECTION_FILE = "metaworld_collection.json"  # in a recorded dataset's meta/: the settings it was recorded with
 MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
@@ -191,8 +192,9 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
     """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`
     (`goal_marker_radius`, `observe_goal`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
 
-    With `action_noise` > 0 the expert's actions get `ActionNoise` of that std and `action_noise_correlation`
-    before they are clipped to [-1, 1], executed and recorded: the dataset holds what the arm was commanded.
+    With `action_noise` > 0 the expert's hand motions (dx, dy, dz) get `ActionNoise` of that std and
+    `action_noise_correlation` before they are clipped to [-1, 1], executed and recorded: the dataset holds what the
+    arm was commanded. The gripper command stays the expert's: noise there drops objects rather than varying motion.
 
     Episode e of task i uses seed `seed + 100_000 * i + attempt` (for its layout and its noise); failed attempts are
     dropped and retried. Returns the success rate of the expert per task."""
@@ -216,10 +218,11 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts")
                 episode_seed = seed + 100_000 * task_number + attempts
                 observation = env.reset(episode_seed)
-                noise = ActionNoise(action_noise, action_noise_correlation, env.action_dim, episode_seed)
+                noise = ActionNoise(action_noise, action_noise_correlation, MOTION_DIMS, episode_seed)
                 attempts += 1
                 while True:
-                    action = np.clip(env.expert_action() + noise(), -1, 1).astype(np.float32)
+                    action = env.expert_action()
+                    action[:MOTION_DIMS] = np.clip(action[:MOTION_DIMS] + noise(), -1, 1)
                     writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in cameras},
                                       "observation.state": observation.state, "action": action,
                                       "task": observation.task})
