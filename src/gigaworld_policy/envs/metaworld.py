@@ -215,7 +215,8 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
             kept = attempts = 0
             while kept < episodes:
                 if attempts >= 3 * episodes + 10:
-                    raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts")
+                    hint = f" with action noise of std {action_noise:g}: use less" if action_noise else ""
+                    raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts{hint}")
                 episode_seed = seed + 100_000 * task_number + attempts
                 observation = env.reset(episode_seed)
                 noise = ActionNoise(action_noise, action_noise_correlation, MOTION_DIMS, episode_seed)
