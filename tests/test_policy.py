@@ -184,8 +184,8 @@ def _chunk_decides_the_future(policy, batch_size: int, generator: torch.Generato
 
 def test_the_video_learns_to_follow_the_action_chunk_when_only_the_chunk_decides_the_future(tiny_policy):
     """V reads A through the shared blocks: trained where the chunk alone decides the future, the decoded video
-    brightens or darkens with the chunk it is given (a fraction of clean chunks in training, as `sample_video`
-    decodes; without them 2 of 16 decodes went the wrong way at this budget)."""
+    brightens or darkens with the chunk it is given. A quarter of the samples train with their clean chunk, the
+    condition `sample_video` decodes in."""
     torch.manual_seed(0)
     policy = GigaWorldPolicy(tiny_policy.config.replace(clean_action_prob=0.25))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
