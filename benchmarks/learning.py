@@ -53,7 +53,15 @@ import torch
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MT10, MetaWorldEnv, collect, instruction
+from gigaworld_policy.envs.metaworld import (
+    COLLECTION_FILE,
+    MOTION_DIMS,
+    MT10,
+    ActionNoise,
+    MetaWorldEnv,
+    collect,
+    instruction,
+)
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
@@ -556,8 +564,10 @@ def parse_args() -> argparse.Namespace:
         parser.error("--video-loss-weight must be positive (the variants without video are action_only and baseline)")
     if args.clean_action_prob is not None and not 0 < args.clean_action_prob < 1:
         parser.error("--clean-action-prob must lie between 0 and 1")
-    if not args.action_noise >= 0 or not 0 <= args.action_noise_correlation < 1:
-        parser.error("--action-noise must be at least 0 and --action-noise-correlation lie in [0, 1)")
+    try:
+        ActionNoise(args.action_noise, args.action_noise_correlation, MOTION_DIMS)
+    except ValueError as error:
+        parser.error(str(error))
     if not args.steps and not args.train_minutes:
         parser.error("give a budget: --steps N, --train-minutes M, or both")
     args.task_list = TASK_SETS.get(args.tasks) or tuple(t for t in args.tasks.split(",") if t)

@@ -115,16 +115,25 @@ def test_action_noise_has_the_asked_std_and_step_correlation():
     from gigaworld_policy.envs.metaworld import ActionNoise
 
     for correlation in (0.0, 0.9):
-        noise = ActionNoise(0.5, correlation, dim=4, seed=0)
+        noise = ActionNoise(0.5, correlation, dim=4).start(seed=0)
         steps = np.stack([noise() for _ in range(20_000)])  # (T, 4)
         assert steps.std(axis=0) == pytest.approx([0.5] * 4, rel=0.1)
         lag_one = [np.corrcoef(steps[:-1, d], steps[1:, d])[0, 1] for d in range(4)]
         assert lag_one == pytest.approx([correlation] * 4, abs=0.05)
-    assert not ActionNoise(0.0, 0.9, dim=4, seed=0)().any()
+    assert not ActionNoise(0.0, 0.9, dim=4).start(seed=0)().any()
     with pytest.raises(ValueError, match=r"correlation must lie in \[0, 1\)"):
-        ActionNoise(0.5, 1.0, dim=4, seed=0)
+        ActionNoise(0.5, 1.0, dim=4)
     with pytest.raises(ValueError, match="std must be a number >= 0"):
-        ActionNoise(float("nan"), 0.5, dim=4, seed=0)
+        ActionNoise(float("nan"), 0.5, dim=4)
+
+
+def test_collect_refuses_bad_action_noise_before_writing_anything(tmp_path):
+    from gigaworld_policy.envs.metaworld import collect
+
+    with pytest.raises(ValueError, match=r"correlation must lie in \[0, 1\), got 1.0"):
+        collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), progress=False, action_noise=0.3,
+                action_noise_correlation=1.0)
+    assert not any(tmp_path.iterdir())
 
 
 def test_noisy_demonstrations_record_the_actions_that_were_executed(tmp_path):

@@ -168,14 +168,18 @@ class ActionNoise:
     noise makes the future depend on the chunk, as it does for a human teleoperator. With ρ near 1 the noise drifts
     for about 1/(1-ρ) steps and moves the arm visibly, where independent steps would average out."""
 
-    def __init__(self, std: float, correlation: float, dim: int, seed: int):
+    def __init__(self, std: float, correlation: float, dim: int):
         if not std >= 0:
             raise ValueError(f"action noise std must be a number >= 0, got {std}")
         if not 0 <= correlation < 1:
             raise ValueError(f"action noise correlation must lie in [0, 1), got {correlation}")
-        self.std, self.correlation = std, correlation
+        self.std, self.correlation, self.dim = std, correlation, dim
+
+    def start(self, seed: int) -> ActionNoise:
+        """Begin an episode's noise, reproducible from `seed`, at a draw from the stationary distribution."""
         self.rng = np.random.default_rng(seed)
-        self.value = self.std * self.rng.standard_normal(dim)  # drawn from the stationary distribution
+        self.value = self.std * self.rng.standard_normal(self.dim)
+        return self
 
     def __call__(self) -> np.ndarray:
         """The next step's noise, (dim,)."""
@@ -202,6 +206,7 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
 
     from ..data.lerobot import LeRobotDatasetWriter
 
+    noise = ActionNoise(action_noise, action_noise_correlation, MOTION_DIMS)  # checked before anything is written
     height, width = image_size
     features = {f"observation.images.{c}": {"dtype": "video", "shape": [height, width, 3]} for c in cameras}
     names = state_names(observe_goal)
@@ -219,7 +224,7 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts{hint}")
                 episode_seed = seed + 100_000 * task_number + attempts
                 observation = env.reset(episode_seed)
-                noise = ActionNoise(action_noise, action_noise_correlation, MOTION_DIMS, episode_seed)
+                noise.start(episode_seed)
                 attempts += 1
                 while True:
                     action = env.expert_action()
