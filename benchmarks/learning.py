@@ -169,8 +169,8 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
     return checkpoint, int(checkpoint.name), resumed
 
 
-def evaluate_checkpoint(checkpoint: Path, args) -> dict:
-    predictor = Predictor.from_checkpoint(checkpoint)
+def evaluate_checkpoint(checkpoint: Path, args, temperature: float = 1.0) -> dict:
+    predictor = Predictor.from_checkpoint(checkpoint, temperature=temperature)
 
     def make_env(task):
         return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps,
@@ -186,6 +186,11 @@ def open_loop_heldout(checkpoint: Path, heldout: Path) -> dict:
     policy = Predictor.from_checkpoint(checkpoint).policy  # EMA weights and the text encoder, as in closed loop
     episodes = len(LeRobotDataset(heldout).episodes)
     return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0)
+
+
+def final_checkpoint(run: Path, variant: str) -> Path:
+    """The checkpoint a finished run was evaluated with (for the pre-training variants, post-training's)."""
+    return ((run / "post" if variant in PRETRAINED else run) / CHECKPOINTS / "last").resolve()
 
 
 def comparable_setup(stored: dict, setup: dict) -> dict:
@@ -225,8 +230,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")
         if heldout is None or (trains_video(variant) and "video_mse_other_actions" not in heldout):
-            final = (run / "post" if variant in PRETRAINED else run) / CHECKPOINTS / "last"
-            stored["open_loop_heldout"] = open_loop_heldout(final.resolve(), out / "heldout_demos")
+            stored["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / "heldout_demos")
             write_text_atomically(result_file, json.dumps(stored, indent=2))
         return stored
     started = time.monotonic()
@@ -483,14 +487,19 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
         "neither for training nor for the closed-loop evaluation.", "",
         *summary_tables(results, args), "", f"![learning on {name}](learning-{name}.png)", "", end,
     ])
-    results_md = docs / "RESULTS.md"
+    write_section(docs / "RESULTS.md", begin, end, section)
+    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
+
+
+def write_section(results_md: Path, begin: str, end: str, section: str) -> None:
+    """Replace the text from `begin` to `end` in results_md with `section` (which starts and ends with them), or
+    append it."""
     text = results_md.read_text() if results_md.exists() else "# Results\n"
     if begin in text:
         text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     write_text_atomically(results_md, text)
-    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
 
 
 def widths(text: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 
 def _rendering_available() -> bool:
@@ -222,6 +223,16 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     videos = tmp_path / "eval" / "videos"
     assert (videos / "reach-v3-seed1000.gif").is_file() and (videos / "reach-v3-seed1000.mp4").is_file()
     assert (videos / "reach-v3-seed1000-future.png").is_file()
+    # At temperature 0 the plan no longer depends on the sampling noise; at 1 it does.
+    env = make_env("reach-v3")
+    observation = env.reset(1000)
+    env.close()
+    for temperature, same in ((0.0, True), (1.0, False)):
+        plans = [Predictor(predictor.policy, temperature=temperature).predict(
+            observation, generator=torch.Generator().manual_seed(seed))["actions"] for seed in (0, 1)]
+        assert np.array_equal(*plans) == same
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0, got -1"):
+        Predictor(predictor.policy, temperature=-1)
 
 
 def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):

@@ -62,6 +62,23 @@ def test_cached_action_decoding_equals_uncached(tiny_policy):
     assert (cached - noise).abs().max() > 1e-2  # the sampler moved away from the noise
 
 
+def test_temperature_scales_the_start_noise_and_zero_is_deterministic(tiny_policy):
+    batch = tiny_policy.example_batch(2, seed=3)
+    noise = torch.randn(2, 8, 14, generator=torch.Generator().manual_seed(0))
+    half = tiny_policy.sample_actions(batch, num_steps=3, noise=noise, temperature=0.5)
+    assert torch.equal(half, tiny_policy.sample_actions(batch, num_steps=3, noise=0.5 * noise))
+    first, second = (tiny_policy.sample_actions(batch, num_steps=3, temperature=0.0,
+                                                generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+    assert torch.equal(first, second)  # no randomness left
+    assert torch.equal(first, tiny_policy.sample_actions(batch, num_steps=3, noise=torch.zeros_like(noise)))
+    sampled = [tiny_policy.sample_actions(batch, num_steps=3, generator=torch.Generator().manual_seed(seed))
+               for seed in (1, 2)]
+    assert (sampled[0] - sampled[1]).abs().max() > 1e-3  # at temperature 1 the start point matters
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+            tiny_policy.sample_actions(batch, temperature=bad)
+
+
 def test_cached_video_decoding_equals_uncached(tiny_policy):
     batch = tiny_policy.example_batch(2, seed=4)
     noise = torch.randn(2, 48, 2, 8, 8, generator=torch.Generator().manual_seed(0))

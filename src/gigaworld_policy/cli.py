@@ -11,6 +11,8 @@ from .config import PRESETS
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
 OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
                      "(default: hand xyz + gripper only)")
+TEMPERATURE_HELP = ("std of the noise action sampling starts from: 1 samples the learned action distribution, 0 "
+                    "decodes deterministically (often better when the demonstrations are noisy)")
 ACTION_NOISE_HELP = ("std of Gaussian noise added to the expert's hand motion (dx, dy, dz) before it is executed and "
                      "recorded, so the future depends on the actions, not on the observation alone, e.g. 0.5 "
                      "(default: none)")
@@ -83,7 +85,8 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluate import closed_loop, report_markdown
     from .inference import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
+    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
+                                          temperature=args.temperature)
     given = len(state_names(args.observe_goal))
     if predictor.state_dim not in (0, given):
         raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; Meta-World gives {given} "
@@ -119,7 +122,8 @@ def _serve(args: argparse.Namespace) -> None:
     from .serving.server import PolicyServer
 
     logging.basicConfig(level=logging.INFO)
-    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps)
+    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
+                                          temperature=args.temperature)
     print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
     PolicyServer(predictor, args.host, args.port, args.key_map).run()
 
@@ -209,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=1000, help="base seed (demonstrations use 0)")
     evaluate.add_argument("--execute-steps", type=int, default=None, help="actions executed per plan (default H)")
     evaluate.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
+    evaluate.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     evaluate.add_argument("--max-steps", type=int, default=200, help="episode time limit")
     evaluate.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP + " (as collected)")
     evaluate.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP + " (as collected)")
@@ -224,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-map", type=_key_map, default={},
                        help="client key=camera pairs, e.g. observation/image=corner")
     serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
+    serve.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     serve.set_defaults(run=_serve)
 

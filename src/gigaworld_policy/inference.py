@@ -10,6 +10,7 @@ normalise the state and how to un-normalise (and un-delta) the actions, per embo
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -22,7 +23,11 @@ from .model.policy import GigaWorldPolicy
 
 
 class Predictor:
-    def __init__(self, policy: GigaWorldPolicy, embodiment: str | None = None, num_steps: int | None = None):
+    def __init__(self, policy: GigaWorldPolicy, embodiment: str | None = None, num_steps: int | None = None,
+                 temperature: float = 1.0):
+        """temperature: of action sampling (see `GigaWorldPolicy.sample_actions`); 1 as trained, 0 deterministic."""
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         self.policy = policy.eval()
         names = [e.name for e in policy.config.embodiments]
         self.embodiment = embodiment or next((n for n in names if n in policy.normalization), names[0])
@@ -40,7 +45,7 @@ class Predictor:
         self.action_normalizer = Normalizer.from_dict(processing["action"])
         self.delta_mask = torch.zeros(len(self.action_normalizer.offset), dtype=torch.bool)
         self.delta_mask[processing["delta_action_dims"]] = True
-        self.num_steps = num_steps
+        self.num_steps, self.temperature = num_steps, temperature
         if policy.text_encoder is None:
             from .encoders.text import TextEncoder
 
@@ -99,7 +104,8 @@ class Predictor:
         """-> {"actions": (H, A) robot units} and, with_video, {"video": (F, H, W, 3) uint8 predicted frames}."""
         batch = self.batch(observation)
         raw_state = batch.pop("raw_state", None)
-        normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator)
+        normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator,
+                                                temperature=self.temperature)
         actions = self.action_normalizer.unnormalize(normalized[0, :, : len(self.action_normalizer.offset)].cpu())
         if self.delta_mask.any():
             actions = from_delta(actions[None], raw_state, self.delta_mask)[0]

@@ -15,6 +15,7 @@ reference for speed comparisons.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from itertools import pairwise
@@ -282,15 +283,21 @@ class GigaWorldPolicy(nn.Module):
         noise: Tensor | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
         """Action-only decoding -> normalised actions (B, H, A), A = the largest action dim of the batch's
-        embodiments (smaller embodiments are zero beyond their own dims). noise: (B, H, A) start point."""
+        embodiments (smaller embodiments are zero beyond their own dims). noise: (B, H, A) start point.
+        temperature multiplies the start point: 1 samples the learned action distribution, 0 decodes one chunk
+        deterministically from the noise's mean, which leaves out the spread of the demonstrations (their noise,
+        when it cannot be predicted from the observation)."""
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         inputs = self.prepare(batch)
         observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, 0)
         actions = self._denoise_last_block(
             self._prefix_tokens(inputs, observation), layout, "action",
-            self._action_noise(inputs, noise, generator),
+            self._action_noise(inputs, noise, generator) * temperature,
             embed=lambda x: self.action_encoder(x.to(self.dtype), inputs.embodiment),
             head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None],
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,

@@ -1,0 +1,152 @@
+"""Action-sampling temperature: does decoding from less noise make a trained policy succeed more often?
+
+Flow matching samples the whole action distribution of the demonstrations, including what the observation cannot
+predict (a teleoperator's jitter, or the noise injected into an expert), and the robot then executes that spread
+too. A temperature below 1 starts the Euler integration from smaller noise; 0 decodes one chunk deterministically.
+For every finished run of a learning study (benchmarks/learning.py: OUT/runs/<variant>-seed<k>/result.json), this
+evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds and
+settings (read from the run's result), and writes the section temperature-<name> of docs/RESULTS.md: success per
+variant and temperature (mean over training seeds, and per task pooled over them) and each temperature against 1
+with all episodes pooled. Temperature 1 is evaluated again as well: the evaluation is seeded, so it must reproduce
+the study's own success, and the section says whether it did. Each evaluation is kept in
+OUT/runs/<run>/temperature/<t>.json, so an interrupted benchmark resumes and runs can be split over processes
+(`--variants`).
+
+    python benchmarks/temperature.py --study outputs/learning/mt10-goal-state-5demos-noisy --temperatures 1,0.5,0
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from learning import (
+    SETUP_DEFAULTS,
+    evaluate_checkpoint,
+    final_checkpoint,
+    interval,
+    pooled_difference,
+    pooled_successes,
+    write_section,
+)
+
+from gigaworld_policy.atomic import write_text_atomically
+
+# The settings of the study's closed-loop evaluation, as stored in each run's result.
+EVAL_KEYS = ("task_list", "eval_episodes", "execute_steps", "episode_steps", "camera_size", "goal_marker_radius",
+             "observe_goal")
+
+
+def finished_runs(study: Path, variants: list[str] | None) -> dict[str, list[tuple[Path, dict]]]:
+    """{variant: [(run folder, stored result), ...]} for the runs of the study that have a result, seeds in order."""
+    runs: dict[str, list[tuple[Path, dict]]] = {}
+    for result_file in sorted((study / "runs").glob("*/result.json")):
+        result = json.loads(result_file.read_text())
+        if variants is None or result["variant"] in variants:
+            runs.setdefault(result["variant"], []).append((result_file.parent, result))
+    if not runs:
+        raise SystemExit(f"no finished runs{f' of {variants}' if variants else ''} under {study / 'runs'}")
+    return {variant: sorted(found, key=lambda pair: pair[1]["seed"]) for variant, found in runs.items()}
+
+
+def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
+    """The run's closed-loop report at `temperature`, from its cache or evaluated now (and cached)."""
+    cached = run / "temperature" / f"{temperature:g}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    setup = result["setup"]
+    settings = SimpleNamespace(**{key: setup.get(key, SETUP_DEFAULTS.get(key)) for key in EVAL_KEYS})
+    report = evaluate_checkpoint(final_checkpoint(run, result["variant"]), settings, temperature)
+    kept = {"variant": result["variant"], "seed": result["seed"], "temperature": temperature,
+            "average_success_rate": report["average_success_rate"],
+            "tasks": {task: {"successes": row["successes"], "episodes": row["episodes"]}
+                      for task, row in report["tasks"].items()}}
+    cached.parent.mkdir(exist_ok=True)
+    write_text_atomically(cached, json.dumps(kept, indent=2))
+    print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: "
+          f"{100 * report['average_success_rate']:.0f}%", flush=True)
+    return kept
+
+
+def reproduces_the_study(evaluations: dict, runs: dict) -> str:
+    """Whether every run at temperature 1 succeeded exactly where the study's evaluation did."""
+    if 1.0 not in next(iter(evaluations.values())):
+        return "Temperature 1 was not evaluated again, so the study's own success is not checked here."
+    differing = [f"{variant} seed {result['seed']}" for variant, found in runs.items()
+                 for (_, result), evaluation in zip(found, evaluations[variant][1.0], strict=True)
+                 if pooled_successes([evaluation]) != pooled_successes([result])]
+    if differing:
+        return (f"At temperature 1 these runs did **not** reproduce the study's success: {', '.join(differing)} "
+                "(the study was evaluated with other code).")
+    return "At temperature 1 every run reproduced the study's success episode count for episode count."
+
+
+def section(name: str, evaluations: dict, runs: dict, temperatures: list[float], command: str) -> str:
+    tasks = list(next(iter(runs.values()))[0][1]["setup"]["task_list"])
+    lines = [f"<!-- temperature {name}:begin -->", f"## Action-sampling temperature on {name}", "",
+             f"Command: `{command}`", "",
+             f"The final checkpoints of the study {name} (above), evaluated closed-loop again on its held-out seeds "
+             "with the action noise of sampling multiplied by the temperature (1: as trained and as in the study; 0: "
+             "deterministic decoding). " + reproduces_the_study(evaluations, runs), "",
+             "| variant | temperature | mean success ± 95% interval over training seeds | per seed | "
+             "minus temperature 1, pooled (points) |", "|---|---|---|---|---|"]
+    for variant, by_temperature in evaluations.items():
+        for temperature in temperatures:
+            reports = by_temperature[temperature]
+            rates = [100 * r["average_success_rate"] for r in reports]
+            mean, half = interval(rates)
+            spread = f"{mean:.0f}% ± {half:.0f}" if half is not None else f"{mean:.0f}% (one seed)"
+            against = (pooled_difference(pooled_successes(reports), pooled_successes(by_temperature[1.0]))
+                       if 1.0 in by_temperature and temperature != 1.0 else "—")
+            lines.append(f"| {variant} | {temperature:g} | {spread} | {', '.join(f'{r:.0f}' for r in rates)} | "
+                         f"{against} |")
+    lines += ["", "Per task: successes pooled over the training seeds.", "",
+              "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    for variant, by_temperature in evaluations.items():
+        for temperature in temperatures:
+            reports = by_temperature[temperature]
+            cells = [f"{100 * task_rate(reports, task):.0f}%" for task in tasks]
+            lines.append(f"| {variant} | {temperature:g} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", f"<!-- temperature {name}:end -->"])
+
+
+def task_rate(reports: list[dict], task: str) -> float:
+    """Success rate on one task, episodes pooled over the reports (training seeds)."""
+    return sum(r["tasks"][task]["successes"] for r in reports) / sum(r["tasks"][task]["episodes"] for r in reports)
+
+
+def temperature_list(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,0.5,0; got {text!r}") from None
+    if any(not 0 <= t < float("inf") for t in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be finite and >= 0, got {text!r}")
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", required=True, help="a learning study's output folder (learning.py's --out)")
+    parser.add_argument("--temperatures", type=temperature_list, default=[1.0, 0.5, 0.0])
+    parser.add_argument("--variants", default=None, help="comma-separated (default: every variant with a result)")
+    parser.add_argument("--name", default=None, help="names the RESULTS section (default: the study folder's name)")
+    parser.add_argument("--docs", default="docs", help="where RESULTS.md is")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    study = Path(args.study)
+    runs = finished_runs(study, args.variants.split(",") if args.variants else None)
+    evaluations = {variant: {t: [evaluate_at(run, result, t) for run, result in found] for t in args.temperatures}
+                   for variant, found in runs.items()}
+    name = args.name or study.name
+    command = " ".join(a for a in sys.argv[1:])
+    write_section(Path(args.docs) / "RESULTS.md", f"<!-- temperature {name}:begin -->",
+                  f"<!-- temperature {name}:end -->",
+                  section(name, evaluations, runs, args.temperatures, f"python benchmarks/temperature.py {command}"))
+    print(f"wrote the section temperature-{name} of {Path(args.docs) / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
