@@ -141,6 +141,7 @@ def main() -> None:
     evaluations = {variant: {t: [evaluate_at(run, result, t) for run, result in found] for t in args.temperatures}
                    for variant, found in runs.items()}
     name = args.name or study.name
+    Path(args.docs).mkdir(parents=True, exist_ok=True)
     command = " ".join(a for a in sys.argv[1:])
     write_section(Path(args.docs) / "RESULTS.md", f"<!-- temperature {name}:begin -->",
                   f"<!-- temperature {name}:end -->",
