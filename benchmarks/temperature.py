@@ -33,6 +33,7 @@ from learning import (
 )
 
 from gigaworld_policy.atomic import write_text_atomically
+from gigaworld_policy.model.policy import check_temperature
 
 # The settings of the study's closed-loop evaluation, as stored in each run's result.
 EVAL_KEYS = ("task_list", "eval_episodes", "execute_steps", "episode_steps", "camera_size", "goal_marker_radius",
@@ -120,10 +121,11 @@ def task_rate(reports: list[dict], task: str) -> float:
 def temperature_list(text: str) -> list[float]:
     try:
         values = [float(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,0.5,0; got {text!r}") from None
-    if any(not 0 <= t < float("inf") for t in values):
-        raise argparse.ArgumentTypeError(f"temperatures must be finite and >= 0, got {text!r}")
+        for value in values:
+            check_temperature(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, e.g. 1,0.5,0; got {text!r} "
+                                         f"({error})") from None
     return values
 
 

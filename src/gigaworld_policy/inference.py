@@ -10,7 +10,6 @@ normalise the state and how to un-normalise (and un-delta) the actions, per embo
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -19,15 +18,14 @@ import torch
 from .data.composite import composite, to_model_range
 from .data.normalize import Normalizer, from_delta
 from .envs.base import Observation
-from .model.policy import GigaWorldPolicy
+from .model.policy import GigaWorldPolicy, check_temperature
 
 
 class Predictor:
     def __init__(self, policy: GigaWorldPolicy, embodiment: str | None = None, num_steps: int | None = None,
                  temperature: float = 1.0):
         """temperature: of action sampling (see `GigaWorldPolicy.sample_actions`); 1 as trained, 0 deterministic."""
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        check_temperature(temperature)
         self.policy = policy.eval()
         names = [e.name for e in policy.config.embodiments]
         self.embodiment = embodiment or next((n for n in names if n in policy.normalization), names[0])

@@ -51,6 +51,12 @@ class SequencePlan(NamedTuple):
     mask: object  # (n, keys) bool, or the attention backend's form of it; None when every key is visible
 
 
+def check_temperature(temperature: float) -> None:
+    """Action-sampling temperatures multiply Gaussian noise: finite and >= 0."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+
+
 class GigaWorldPolicy(nn.Module):
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -290,8 +296,7 @@ class GigaWorldPolicy(nn.Module):
         temperature multiplies the start point: 1 samples the learned action distribution, 0 decodes one chunk
         deterministically from the noise's mean, which leaves out the spread of the demonstrations (their noise,
         when it cannot be predicted from the observation)."""
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        check_temperature(temperature)
         inputs = self.prepare(batch)
         observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, 0)
