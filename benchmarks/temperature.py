@@ -71,17 +71,21 @@ def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
     return kept
 
 
+def successes_per_task(report: dict) -> dict[str, int]:
+    return {task: row["successes"] for task, row in report["tasks"].items()}
+
+
 def reproduces_the_study(evaluations: dict, runs: dict) -> str:
-    """Whether every run at temperature 1 succeeded exactly where the study's evaluation did."""
+    """Whether every run at temperature 1 had the study's evaluation's number of successes on every task."""
     if 1.0 not in next(iter(evaluations.values())):
         return "Temperature 1 was not evaluated again, so the study's own success is not checked here."
     differing = [f"{variant} seed {result['seed']}" for variant, found in runs.items()
                  for (_, result), evaluation in zip(found, evaluations[variant][1.0], strict=True)
-                 if pooled_successes([evaluation]) != pooled_successes([result])]
+                 if successes_per_task(evaluation) != successes_per_task(result)]
     if differing:
         return (f"At temperature 1 these runs did **not** reproduce the study's success: {', '.join(differing)} "
                 "(the study was evaluated with other code).")
-    return "At temperature 1 every run reproduced the study's success episode count for episode count."
+    return "At temperature 1 every run reproduced the study's number of successes on every task."
 
 
 def section(name: str, evaluations: dict, runs: dict, temperatures: list[float], command: str) -> str:
