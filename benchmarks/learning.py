@@ -276,6 +276,14 @@ def interval(values: list[float]) -> tuple[float, float | None]:
     return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
+def success_over_seeds(runs: list[dict]) -> tuple[str, str]:
+    """Table cells for runs (one per training seed): "mean% ± 95% half-width" (or "(one seed)"), and the per-seed
+    successes in points."""
+    mean, half = interval([r["average_success_rate"] for r in runs])
+    spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
+    return f"{100 * mean:.0f}% {spread}", ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
+
+
 def video_error(variant: str, runs: list[dict]) -> str:
     """Mean held-out future-frame MSE given the true chunk / another sample's, for variants whose video head was
     trained (blank otherwise)."""
@@ -335,10 +343,8 @@ def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
              "training min | held-out action MSE | held-out video MSE, true / other chunk | policy latency p50 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for variant, runs in results.items():
-        mean, half = interval([r["average_success_rate"] for r in runs])
-        per_seed = ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
-        spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
-        lines.append(f"| {variant} | {100 * mean:.0f}% {spread} | {per_seed} | {len(runs)} | "
+        mean_success, per_seed = success_over_seeds(runs)
+        lines.append(f"| {variant} | {mean_success} | {per_seed} | {len(runs)} | "
                      f"{np.mean([r['steps'] for r in runs]):.0f} | {training_minutes(runs)} | "
                      f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
                      f"{video_error(variant, runs)} | "

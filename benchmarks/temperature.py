@@ -26,9 +26,9 @@ from learning import (
     SETUP_DEFAULTS,
     evaluate_checkpoint,
     final_checkpoint,
-    interval,
     pooled_difference,
     pooled_successes,
+    success_over_seeds,
     write_section,
 )
 
@@ -100,13 +100,10 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
     for variant, by_temperature in evaluations.items():
         for temperature in temperatures:
             reports = by_temperature[temperature]
-            rates = [100 * r["average_success_rate"] for r in reports]
-            mean, half = interval(rates)
-            spread = f"{mean:.0f}% ± {half:.0f}" if half is not None else f"{mean:.0f}% (one seed)"
+            mean_success, per_seed = success_over_seeds(reports)
             against = (pooled_difference(pooled_successes(reports), pooled_successes(by_temperature[1.0]))
                        if 1.0 in by_temperature and temperature != 1.0 else "—")
-            lines.append(f"| {variant} | {temperature:g} | {spread} | {', '.join(f'{r:.0f}' for r in rates)} | "
-                         f"{against} |")
+            lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} |")
     lines += ["", "Per task: successes pooled over the training seeds.", "",
               "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
     for variant, by_temperature in evaluations.items():
@@ -148,7 +145,7 @@ def main() -> None:
                    for variant, found in runs.items()}
     name = args.name or study.name
     Path(args.docs).mkdir(parents=True, exist_ok=True)
-    command = " ".join(a for a in sys.argv[1:])
+    command = " ".join(sys.argv[1:])
     write_section(Path(args.docs) / "RESULTS.md", f"<!-- temperature {name}:begin -->",
                   f"<!-- temperature {name}:end -->",
                   section(name, evaluations, runs, args.temperatures, f"python benchmarks/temperature.py {command}"))
