@@ -309,6 +309,7 @@ def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step
         (staging / TRAINING_STATE).mkdir(parents=True)  # every rank writes its RNG state in here
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / TRAINING_STATE))
+    accelerator.wait_for_everyone()  # every rank's RNG state is written before the main process moves the folder
     full_state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         with atomic_directory(root / f"{step:06d}") as tmp:
