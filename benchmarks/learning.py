@@ -180,12 +180,13 @@ def evaluate_checkpoint(checkpoint: Path, args, temperature: float = 1.0) -> dic
                        execute_steps=args.execute_steps, progress=False)
 
 
-def open_loop_heldout(checkpoint: Path, heldout: Path) -> dict:
+def open_loop_heldout(checkpoint: Path, heldout: Path, temperature: float = 1.0) -> dict:
     """Normalised action MSE (and future-frame MSE) on every frame sampled from held-out demonstrations: how well
     the policy imitates the expert on layouts it never saw, without the noise of closed-loop success counts."""
     policy = Predictor.from_checkpoint(checkpoint).policy  # EMA weights and the text encoder, as in closed loop
     episodes = len(LeRobotDataset(heldout).episodes)
-    return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0)
+    return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0,
+                             temperature=temperature)
 
 
 def final_checkpoint(run: Path, variant: str) -> Path:

@@ -5,18 +5,19 @@ predict (a teleoperator's jitter, or the noise injected into an expert), and the
 too. A temperature below 1 starts the Euler integration from smaller noise; 0 decodes one chunk deterministically.
 For every finished run of a learning study (benchmarks/learning.py: OUT/runs/<variant>-seed<k>/result.json), this
 evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds and
-settings (read from the run's result), and writes the section temperature-<name> of docs/RESULTS.md: success per
-variant and temperature (mean over training seeds, and per task pooled over them) and each temperature against 1
-with all episodes pooled. Temperature 1 is evaluated again as well: the evaluation is seeded, so it must reproduce
-the study's own success, and the section says whether it did. Each evaluation is kept in
-OUT/runs/<run>/temperature/<t>.json, so an interrupted benchmark resumes and runs can be split over processes
-(`--variants`).
+settings (read from the run's result), and its open-loop action error on the study's held-out demonstrations, and
+writes the section temperature-<name> of docs/RESULTS.md: success per variant and temperature (mean over training
+seeds, and per task pooled over them), each temperature against 1 with all episodes pooled, and the held-out action
+error. Temperature 1 is evaluated again as well: both evaluations are seeded, so they must reproduce the study's own
+figures, and the section says whether they did. Each evaluation is kept in OUT/runs/<run>/temperature/<t>.json, so
+an interrupted benchmark resumes and runs can be split over processes (`--variants`).
 
     python benchmarks/temperature.py --study outputs/learning/mt10-goal-state-5demos-noisy --temperatures 1,0.5,0
 """
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,7 @@ from learning import (
     SETUP_DEFAULTS,
     evaluate_checkpoint,
     final_checkpoint,
+    open_loop_heldout,
     pooled_difference,
     pooled_successes,
     success_over_seeds,
@@ -53,22 +55,34 @@ def finished_runs(study: Path, variants: list[str] | None) -> dict[str, list[tup
 
 
 def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
-    """The run's closed-loop report at `temperature`, from its cache or evaluated now (and cached)."""
+    """The run's closed-loop success and held-out action error at `temperature`: what its cache lacks is evaluated
+    now and added to it."""
     cached = run / "temperature" / f"{temperature:g}.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
-    setup = result["setup"]
-    settings = SimpleNamespace(**{key: setup.get(key, SETUP_DEFAULTS.get(key)) for key in EVAL_KEYS})
-    report = evaluate_checkpoint(final_checkpoint(run, result["variant"]), settings, temperature)
-    kept = {"variant": result["variant"], "seed": result["seed"], "temperature": temperature,
-            "average_success_rate": report["average_success_rate"],
-            "tasks": {task: {"successes": row["successes"], "episodes": row["episodes"]}
-                      for task, row in report["tasks"].items()}}
-    cached.parent.mkdir(exist_ok=True)
-    write_text_atomically(cached, json.dumps(kept, indent=2))
-    print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: "
-          f"{100 * report['average_success_rate']:.0f}%", flush=True)
+    kept = json.loads(cached.read_text()) if cached.exists() else {}
+    if "tasks" not in kept:
+        setup = result["setup"]
+        settings = SimpleNamespace(**{key: setup.get(key, SETUP_DEFAULTS.get(key)) for key in EVAL_KEYS})
+        report = evaluate_checkpoint(final_checkpoint(run, result["variant"]), settings, temperature)
+        kept = {"variant": result["variant"], "seed": result["seed"], "temperature": temperature,
+                "average_success_rate": report["average_success_rate"],
+                "tasks": {task: {"successes": row["successes"], "episodes": row["episodes"]}
+                          for task, row in report["tasks"].items()}}
+        save(cached, kept)
+        print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: "
+              f"{100 * report['average_success_rate']:.0f}%", flush=True)
+    if "heldout_action_mse" not in kept:
+        heldout = open_loop_heldout(final_checkpoint(run, result["variant"]), run.parent.parent / "heldout_demos",
+                                    temperature)
+        kept["heldout_action_mse"] = heldout["action_mse"]
+        save(cached, kept)
+        print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: held-out action error "
+              f"{heldout['action_mse']:.3f}", flush=True)
     return kept
+
+
+def save(path: Path, evaluation: dict) -> None:
+    path.parent.mkdir(exist_ok=True)
+    write_text_atomically(path, json.dumps(evaluation, indent=2))
 
 
 def successes_per_task(report: dict) -> dict[str, int]:
@@ -76,16 +90,20 @@ def successes_per_task(report: dict) -> dict[str, int]:
 
 
 def reproduces_the_study(evaluations: dict, runs: dict) -> str:
-    """Whether every run at temperature 1 had the study's evaluation's number of successes on every task."""
+    """Whether every run at temperature 1 had the study's number of successes on every task and its held-out action
+    error."""
     if 1.0 not in next(iter(evaluations.values())):
-        return "Temperature 1 was not evaluated again, so the study's own success is not checked here."
+        return "Temperature 1 was not evaluated again, so the study's own figures are not checked here."
     differing = [f"{variant} seed {result['seed']}" for variant, found in runs.items()
                  for (_, result), evaluation in zip(found, evaluations[variant][1.0], strict=True)
-                 if successes_per_task(evaluation) != successes_per_task(result)]
+                 if successes_per_task(evaluation) != successes_per_task(result)
+                 or not math.isclose(evaluation["heldout_action_mse"], result["open_loop_heldout"]["action_mse"],
+                                     rel_tol=1e-6)]
     if differing:
-        return (f"At temperature 1 these runs did **not** reproduce the study's success: {', '.join(differing)} "
-                "(the study was evaluated with other code).")
-    return "At temperature 1 every run reproduced the study's number of successes on every task."
+        return (f"At temperature 1 these runs did **not** reproduce the study's success or held-out action error: "
+                f"{', '.join(differing)} (the study was evaluated with other code).")
+    return ("At temperature 1 every run reproduced the study's number of successes on every task and its held-out "
+            "action error.")
 
 
 def section(name: str, evaluations: dict, runs: dict, temperatures: list[float], command: str) -> str:
@@ -94,16 +112,19 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
              f"Command: `{command}`", "",
              f"The final checkpoints of the study {name} (above), evaluated closed-loop again on its held-out seeds "
              "with the action noise of sampling multiplied by the temperature (1: as trained and as in the study; 0: "
-             "deterministic decoding). " + reproduces_the_study(evaluations, runs), "",
-             "| variant | temperature | mean success ± 95% interval over training seeds | per seed | "
-             "minus temperature 1, pooled (points) |", "|---|---|---|---|---|"]
+             "deterministic decoding), and scored open-loop on its held-out demonstrations (normalised action MSE "
+             "against the demonstrated chunk, mean over training seeds). " + reproduces_the_study(evaluations, runs),
+             "", "| variant | temperature | mean success ± 95% interval over training seeds | per seed | "
+             "minus temperature 1, pooled (points) | held-out action error |", "|---|---|---|---|---|---|"]
     for variant, by_temperature in evaluations.items():
         for temperature in temperatures:
             reports = by_temperature[temperature]
             mean_success, per_seed = success_over_seeds(reports)
             against = (pooled_difference(pooled_successes(reports), pooled_successes(by_temperature[1.0]))
                        if 1.0 in by_temperature and temperature != 1.0 else "—")
-            lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} |")
+            action_error = sum(r["heldout_action_mse"] for r in reports) / len(reports)
+            lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} | "
+                         f"{action_error:.3f} |")
     lines += ["", "Per task: successes pooled over the training seeds.", "",
               "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
     for variant, by_temperature in evaluations.items():

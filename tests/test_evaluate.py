@@ -49,3 +49,15 @@ def test_video_decoded_given_another_chunk_shows_whether_the_video_follows_the_a
 
     single, _ = open_loop(tiny_policy, {k: v[:1] for k, v in batch.items()}, generator=torch.Generator().manual_seed(0))
     assert "video_mse" in single and "video_mse_other_actions" not in single  # no other sample to borrow from
+
+
+def test_open_loop_samples_the_actions_at_the_given_temperature(tiny_policy):
+    batch = tiny_policy.example_batch(2, seed=0)
+
+    def metrics(temperature: float, seed: int) -> dict[str, float]:
+        return open_loop(tiny_policy, batch, generator=torch.Generator().manual_seed(seed), temperature=temperature)[0]
+
+    assert metrics(0.0, 0)["action_mse"] == metrics(0.0, 1)["action_mse"]  # one deterministic chunk
+    assert metrics(1.0, 0)["action_mse"] != metrics(1.0, 1)["action_mse"]
+    # the video is decoded from the true actions, with the same noise, whatever the action temperature
+    assert metrics(0.0, 0)["video_mse"] == metrics(1.0, 0)["video_mse"]

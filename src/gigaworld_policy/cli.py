@@ -74,7 +74,8 @@ def _eval_open_loop(args: argparse.Namespace) -> None:
 
     policy = GigaWorldPolicy.from_pretrained(args.checkpoint, ema=not args.raw_weights)
     policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
-    result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out)
+    result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out,
+                               temperature=args.temperature)
     for key, value in result.items():
         print(f"{key}: {value:.5g}")
     print(f"wrote {args.out}/open_loop.json")
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--samples", type=int, default=64, help="frames evaluated, spread over those episodes")
     offline.add_argument("--out", default="outputs/eval_open_loop")
     offline.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    offline.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     offline.set_defaults(run=_eval_open_loop)
 
     demo = commands.add_parser("demo", help="the main job: collect, train, evaluate, report (CPU, < 60 min)")

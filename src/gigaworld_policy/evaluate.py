@@ -181,18 +181,21 @@ def save_rollout(stem: Path, frames: list[np.ndarray], fps: int = 10) -> None:
 
 @torch.no_grad()
 def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None,
-              generator: torch.Generator | None = None) -> tuple[dict[str, float], Tensor | None]:
+              generator: torch.Generator | None = None,
+              temperature: float = 1.0) -> tuple[dict[str, float], Tensor | None]:
     """Metrics on one batch of held-out samples, in normalised units:
     action_mse (and action_mse_dim<i>) over valid steps and dims, video_mse over valid future frames (pixels in
     [-1, 1], video decoded given the true actions), and video_mse_static, the error of predicting that nothing moves
     (the current frame repeated): the bar a useful video prediction has to clear. video_mse_other_actions decodes the
     same noise given the previous sample's action chunk (B > 1): equal to video_mse, the video ignores the actions. A
     policy trained without the video loss (video_loss_weight 0) predicts no video: the video metrics but
-    video_mse_static are left out. Returns the metrics and the predicted frames (B, F, 3, H, W), or None."""
+    video_mse_static are left out. temperature: of the action sampling (see `sample_actions`); the video is decoded
+    from the true actions at every temperature. Returns the metrics and the predicted frames (B, F, 3, H, W), or
+    None."""
     metrics: dict[str, float] = {}
     predicted = None
     if batch.get("actions") is not None:
-        actions = policy.sample_actions(batch, num_steps, generator=generator)
+        actions = policy.sample_actions(batch, num_steps, generator=generator, temperature=temperature)
         target = batch["actions"][..., : actions.shape[-1]].to(actions)
         valid = (~batch["action_is_pad"]).to(actions.device)[:, :, None].expand_as(actions).float()
         dims = torch.tensor([policy.config.embodiments[int(e)].action_dim for e in batch["embodiment"]])
@@ -224,9 +227,9 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
 
 def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_episodes: int = 5,
                       max_samples: int = 64, batch_size: int = 8, out_dir: str | Path | None = None,
-                      seed: int = 0) -> dict[str, float]:
-    """Open-loop metrics (see `open_loop`) averaged over up to `max_samples` frames, evenly spread over the last
-    `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint was trained."""
+                      seed: int = 0, temperature: float = 1.0) -> dict[str, float]:
+    """Open-loop metrics (see `open_loop`, also for `temperature`) averaged over up to `max_samples` frames, evenly
+    spread over the last `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint was trained."""
     from .data import DataConfig, LeRobotDataset, PolicyDataset
 
     embodiment = next(iter(policy.normalization), None)
@@ -245,7 +248,7 @@ def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_ep
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         batch = torch.utils.data.default_collate([samples[int(i)] for i in chunk])
-        metrics, predicted = open_loop(policy, batch, generator=generator)
+        metrics, predicted = open_loop(policy, batch, generator=generator, temperature=temperature)
         if start == 0 and predicted is not None and out_dir is not None:
             save_future_comparison(Path(out_dir) / "open_loop_future.png", batch["future_images"], predicted)
         for key, value in metrics.items():
