@@ -51,6 +51,11 @@ def _fit(view: Tensor, height: int, width: int, fit: str) -> Tensor:
     return out
 
 
+def default_layout(num_views: int) -> str:
+    """The layout a composite of `num_views` cameras gets when none is chosen."""
+    return {1: "single", 3: "t"}.get(num_views, "row")
+
+
 def composite(views: list[Tensor], layout: str, size: tuple[int, int], fit: str = "letterbox") -> Tensor:
     """views: list of (3, h, w) float images in [-1, 1] (sizes may differ) -> (3, H, W) composite."""
     height, width = size

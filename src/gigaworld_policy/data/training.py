@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import PolicyConfig
-from .composite import composite, to_model_range
+from .composite import composite, default_layout, to_model_range
 from .lerobot import LeRobotDataset
 from .normalize import Normalizer, to_delta
 from .stats import feature_stats
@@ -49,7 +49,7 @@ class PolicyDataset(Dataset):
         self.dataset, self.config = dataset, config
         self.data = data = data or DataConfig()
         self.cameras = self._cameras()
-        self.layout = data.layout or {1: "single", 3: "t"}.get(len(self.cameras), "row")
+        self.layout = data.layout or default_layout(len(self.cameras))
         self.has_state = STATE in dataset.columns
         self.has_actions = ACTION in dataset.columns
         if self.has_actions:

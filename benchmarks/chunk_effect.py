@@ -1,0 +1,163 @@
+"""How much of the future frames does the action chunk decide? The most a video model can gain by reading it.
+
+The video branch predicts the future frames from the observation and the action chunk. Whatever the observation
+already determines it can learn without the chunk; only the part of the future that varies with the chunk, for the
+same observation, rewards reading it. This measures that part on a learning study's own demonstration setup
+(benchmarks/learning.py: the held-out demonstrations' recording settings, a run's composite and future-frame offsets):
+for episodes of each task it records the (noisy) expert once, then from every `--every`-th frame t of it runs the
+chunk again with an independent draw of the action noise — the same state at t (its actions replayed), the expert
+reacting as it would — and compares the future frames t + stride, t + 2·stride, ... that the two chunks produce.
+Two draws of the future given the same observation differ by twice its variance, so half their mean squared
+difference (pixels in [-1, 1], the policy's composite) is the video error that reading the chunk perfectly could
+remove; it is set against the error of repeating the current frame. With a noise-free scripted expert it is exactly
+0: the observation decides the future.
+
+    python benchmarks/chunk_effect.py --study outputs/learning/mt10-goal-state-noisy-12000steps --episodes 3
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from learning import write_section
+
+from gigaworld_policy.data.composite import composite, default_layout, to_model_range
+from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MOTION_DIMS, ActionNoise, MetaWorldEnv
+
+OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the episode's
+# recording settings added since the first studies were recorded, with the value those were recorded with
+RECORDING_DEFAULTS = {"goal_marker_radius": None, "observe_goal": False, "action_noise": 0.0,
+                      "action_noise_correlation": 0.0}
+
+
+def recording_setup(study: Path) -> tuple[dict, dict]:
+    """(the held-out demonstrations' recording settings, one run's stored setup) of a learning study."""
+    collection = study / "heldout_demos" / "meta" / COLLECTION_FILE
+    results = sorted((study / "runs").glob("*/result.json"))
+    if not collection.exists() or not results:
+        raise SystemExit(f"{study} is not a learning study with a finished run: expected {collection} and "
+                         f"{study / 'runs'}/<run>/result.json")
+    recording = RECORDING_DEFAULTS | json.loads(collection.read_text())
+    return recording, json.loads(results[0].read_text())["setup"]
+
+
+class Frames:
+    """Renders an env's cameras as the policy's composite: (3, H, W) in [-1, 1]."""
+
+    def __init__(self, cameras: list[str], layout: str, size: tuple[int, int]):
+        self.cameras, self.layout, self.size = cameras, layout, size
+
+    def __call__(self, env: MetaWorldEnv) -> torch.Tensor:
+        views = [to_model_range(torch.from_numpy(env.render(camera))) for camera in self.cameras]
+        return composite(views, self.layout, self.size)
+
+
+def noisy_expert_step(env: MetaWorldEnv, noise: ActionNoise) -> tuple[np.ndarray, bool]:
+    """Execute the expert's action with the next noise on its hand motion, as the demonstrations were recorded.
+    Returns the action and whether the episode is done."""
+    action = env.expert_action()
+    action[:MOTION_DIMS] = np.clip(action[:MOTION_DIMS] + noise(), -1, 1)
+    return action, env.step(action)[1]
+
+
+def physics_state(env: MetaWorldEnv) -> np.ndarray:
+    """Joint positions and velocities (the rendering of one state may differ by a grey level between calls)."""
+    return np.concatenate([env.env.data.qpos, env.env.data.qvel])
+
+
+def episode_effect(env: MetaWorldEnv, frames: Frames, seed: int, recording: dict, offsets: list[int],
+                   every: int) -> tuple[list[float], list[float]]:
+    """Per sampled frame t of one episode: (half the MSE between the futures of two chunks, the MSE of repeating
+    frame t), over the future frames t + offsets, for the frames t whose futures all lie inside the episode."""
+    std, correlation = recording["action_noise"], recording["action_noise_correlation"]
+    noise = ActionNoise(std, correlation, MOTION_DIMS).start(seed)
+    env.reset(seed)
+    actions, images, states, done = [], [frames(env)], [physics_state(env)], False
+    while not done:
+        action, done = noisy_expert_step(env, noise)
+        actions.append(action)
+        images.append(frames(env))
+        states.append(physics_state(env))
+    halves, static = [], []
+    for t in range(0, len(images) - offsets[-1], every):
+        env.reset(seed)
+        for action in actions[:t]:  # deterministic physics: the recorded actions lead to the same state at t
+            env.step(action)
+        if not np.array_equal(physics_state(env), states[t]):
+            raise RuntimeError(f"replaying seed {seed} to step {t} did not reach the recorded state")
+        other_noise = ActionNoise(std, correlation, MOTION_DIMS).start(seed + OTHER_NOISE_SEED + t)
+        other = []
+        for step in range(1, offsets[-1] + 1):
+            noisy_expert_step(env, other_noise)
+            if step in offsets:
+                other.append(frames(env))
+        recorded = torch.stack([images[t + k] for k in offsets])
+        halves.append(float(((recorded - torch.stack(other)) ** 2).mean()) / 2)
+        static.append(float(((recorded - images[t]) ** 2).mean()))
+    return halves, static
+
+
+def section(name: str, rows: dict[str, tuple[list[float], list[float]]], command: str, recording: dict,
+            offsets: list[int]) -> str:
+    lines = [f"<!-- chunk-effect {name}:begin -->", f"## How much the action chunk decides the future: {name}", "",
+             f"Command: `{command}`", "",
+             f"Demonstrations recorded as the study {name}'s (action noise std {recording['action_noise']:g}, "
+             f"correlation {recording['action_noise_correlation']:g}); for every sampled frame the chunk was run a "
+             f"second time with an independent noise draw from the same state, and its future frames (t + "
+             f"{', '.join(map(str, offsets))}) compared with the recorded ones. Chunk-decided error: half their mean "
+             "squared difference, the video error that reading the chunk perfectly could remove; repeat-the-frame "
+             "error: the future against the current frame (the learning tables' static bar). Pixels in [-1, 1], the "
+             "policy's composite, no video compression.", "",
+             "| task | frames | chunk-decided error | repeat-the-frame error | chunk-decided / repeat-the-frame |",
+             "|---|---|---|---|---|"]
+    pooled = ([h for halves, _ in rows.values() for h in halves], [s for _, static in rows.values() for s in static])
+    for task, (halves, static) in [*rows.items(), ("**all tasks**", pooled)]:
+        lines.append(f"| {task} | {len(halves)} | {np.mean(halves):.4f} | {np.mean(static):.4f} | "
+                     f"{np.mean(halves) / np.mean(static):.0%} |")
+    return "\n".join([*lines, "", f"<!-- chunk-effect {name}:end -->"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", required=True, help="a learning study's output folder (learning.py's --out)")
+    parser.add_argument("--episodes", type=int, default=3, help="per task, on the held-out demonstrations' seeds")
+    parser.add_argument("--every", type=int, default=8, help="sample every N-th frame of an episode")
+    parser.add_argument("--name", default=None, help="names the RESULTS section (default: the study folder's name)")
+    parser.add_argument("--docs", default="docs", help="where RESULTS.md is")
+    args = parser.parse_args()
+    if args.episodes < 1 or args.every < 1:
+        parser.error("--episodes and --every must be at least 1")
+    torch.set_num_threads(1)
+    study = Path(args.study)
+    recording, setup = recording_setup(study)
+    policy = setup["policy"]
+    offsets = [policy["future_stride"] * k for k in range(1, policy["num_future_frames"] + 1)]
+    cameras = recording["cameras"]
+    frames = Frames(cameras, setup.get("layout") or default_layout(len(cameras)), tuple(policy["image_size"]))
+    rows = {}
+    for number, task in enumerate(recording["tasks"]):
+        env = MetaWorldEnv(task, tuple(cameras), tuple(recording["image_size"]), recording["max_steps"],
+                           recording["goal_marker_radius"], recording["observe_goal"])
+        halves, static = [], []
+        for episode in range(args.episodes):  # the held-out demonstrations' first attempts' seeds
+            more = episode_effect(env, frames, recording["seed"] + 100_000 * number + episode, recording, offsets,
+                                  args.every)
+            halves += more[0]
+            static += more[1]
+        env.close()
+        rows[task] = (halves, static)
+        print(f"{task}: chunk-decided {np.mean(halves):.4f}, repeat-the-frame {np.mean(static):.4f} "
+              f"({len(halves)} frames)", flush=True)
+    name = args.name or study.name
+    Path(args.docs).mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/chunk_effect.py " + " ".join(sys.argv[1:])
+    write_section(Path(args.docs) / "RESULTS.md", f"<!-- chunk-effect {name}:begin -->",
+                  f"<!-- chunk-effect {name}:end -->", section(name, rows, command, recording, offsets))
+    print(f"wrote the section chunk-effect-{name} of {Path(args.docs) / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
