@@ -25,7 +25,13 @@ import torch
 from learning import write_section
 
 from gigaworld_policy.data.composite import composite, default_layout, to_model_range
-from gigaworld_policy.envs.metaworld import COLLECTION_FILE, MOTION_DIMS, ActionNoise, MetaWorldEnv
+from gigaworld_policy.envs.metaworld import (
+    COLLECTION_FILE,
+    MOTION_DIMS,
+    ActionNoise,
+    MetaWorldEnv,
+    noisy_expert_action,
+)
 
 OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the episode's
 # recording settings added since the first studies were recorded, with the value those were recorded with
@@ -56,15 +62,14 @@ class Frames:
 
 
 def noisy_expert_step(env: MetaWorldEnv, noise: ActionNoise) -> tuple[np.ndarray, bool]:
-    """Execute the expert's action with the next noise on its hand motion, as the demonstrations were recorded.
-    Returns the action and whether the episode is done."""
-    action = env.expert_action()
-    action[:MOTION_DIMS] = np.clip(action[:MOTION_DIMS] + noise(), -1, 1)
+    """Execute the expert's noisy action, as the demonstrations were recorded. Returns it and whether the episode is
+    done."""
+    action = noisy_expert_action(env, noise)
     return action, env.step(action)[1]
 
 
 def physics_state(env: MetaWorldEnv) -> np.ndarray:
-    """Joint positions and velocities (the rendering of one state may differ by a grey level between calls)."""
+    """Joint positions and velocities (two renderings of one state can differ by a grey level)."""
     return np.concatenate([env.env.data.qpos, env.env.data.qvel])
 
 

@@ -189,6 +189,14 @@ class ActionNoise:
         return current
 
 
+def noisy_expert_action(env: MetaWorldEnv, noise: ActionNoise) -> np.ndarray:
+    """(4,) the expert's action with the next `noise` on its hand motion, clipped to [-1, 1]; the gripper command
+    stays the expert's. How demonstrations are recorded (see `collect`)."""
+    action = env.expert_action()
+    action[:MOTION_DIMS] = np.clip(action[:MOTION_DIMS] + noise(), -1, 1)
+    return action
+
+
 def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
             image_size: tuple[int, int] = (96, 96), seed: int = 0, max_steps: int = 500, fps: int = 10,
             progress: bool = True, goal_marker_radius: float | None = None, observe_goal: bool = False,
@@ -227,8 +235,7 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                 noise.start(episode_seed)
                 attempts += 1
                 while True:
-                    action = env.expert_action()
-                    action[:MOTION_DIMS] = np.clip(action[:MOTION_DIMS] + noise(), -1, 1)
+                    action = noisy_expert_action(env, noise)
                     writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in cameras},
                                       "observation.state": observation.state, "action": action,
                                       "task": observation.task})
