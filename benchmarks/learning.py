@@ -406,23 +406,30 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
     return lines
 
 
+def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
+    """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
+    without, the success difference with all episodes pooled, the differences per training seed that both ran)."""
+    rows = []
+    for video, action in VIDEO_LOSS_PAIRS:
+        if video in results and action in results:
+            with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
+            without = {r["seed"]: r["average_success_rate"] for r in results[action]}
+            shared_seeds = sorted(with_video.keys() & without.keys())
+            per_seed = ", ".join(f"{round(100 * (with_video[s] - without[s])):+d}" for s in shared_seeds)
+            pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
+            rows.append((video, action, pooled, per_seed or "—"))
+    return rows
+
+
 def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
-    """For each pair of variants that differ only in the video loss (VIDEO_LOSS_PAIRS): the success difference with
-    all episodes pooled, and per training seed that both ran."""
-    pairs = [(video, action) for video, action in VIDEO_LOSS_PAIRS if video in results and action in results]
-    if not pairs:
+    """The table of `video_loss_rows`, or nothing when no such pair ran."""
+    rows = video_loss_rows(results)
+    if not rows:
         return []
-    lines = ["", "The video loss on against off, the network otherwise the same: success difference with every episode "
-             "pooled (95% interval as above), and per training seed that both ran.", "",
-             "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|"]
-    for video, action in pairs:
-        with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
-        without = {r["seed"]: r["average_success_rate"] for r in results[action]}
-        shared_seeds = sorted(with_video.keys() & without.keys())
-        per_seed = ", ".join(f"{round(100 * (with_video[s] - without[s])):+d}" for s in shared_seeds)
-        pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
-        lines.append(f"| {video} | {action} | {pooled} | {per_seed or '—'} |")
-    return lines
+    return ["", "The video loss on against off, the network otherwise the same: success difference with every episode "
+            "pooled (95% interval as above), and per training seed that both ran.", "",
+            "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
+            *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
 
 
 def action_loss_curve(run: Path) -> list[tuple[int, float]]:

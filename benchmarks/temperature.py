@@ -7,10 +7,11 @@ For every finished run of a learning study (benchmarks/learning.py: OUT/runs/<va
 evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds and
 settings (read from the run's result), and its open-loop action error on the study's held-out demonstrations, and
 writes the section temperature-<name> of docs/RESULTS.md: success per variant and temperature (mean over training
-seeds, and per task pooled over them), each temperature against 1 with all episodes pooled, and the held-out action
-error. Temperature 1 is evaluated again as well: both evaluations are seeded, so they must reproduce the study's own
-figures, and the section says whether they did. Each evaluation is kept in OUT/runs/<run>/temperature/<t>.json, so
-an interrupted benchmark resumes and runs can be split over processes (`--variants`).
+seeds, and per task pooled over them), each temperature against 1 with all episodes pooled, the held-out action
+error, and at each temperature the variants with the video loss against those without. Temperature 1 is evaluated
+again as well: both evaluations are seeded, so they must reproduce the study's own figures, and the section says
+whether they did. Each evaluation is kept in OUT/runs/<run>/temperature/<t>.json, so an interrupted benchmark
+resumes and runs can be split over processes (`--variants`).
 
     python benchmarks/temperature.py --study outputs/learning/mt10-goal-state-5demos-noisy --temperatures 1,0.5,0
 """
@@ -31,6 +32,7 @@ from learning import (
     pooled_difference,
     pooled_successes,
     success_over_seeds,
+    video_loss_rows,
     write_section,
 )
 
@@ -125,6 +127,15 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
             action_error = sum(r["heldout_action_mse"] for r in reports) / len(reports)
             lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} | "
                          f"{action_error:.3f} |")
+    video_rows = [(temperature, row) for temperature in temperatures
+                  for row in video_loss_rows({variant: by_temperature[temperature]
+                                              for variant, by_temperature in evaluations.items()})]
+    if video_rows:
+        lines += ["", "The video loss on against off at each temperature, the network otherwise the same: success "
+                  "difference with every episode pooled, and per training seed that both ran.", "",
+                  "| temperature | with video | without | with minus without, pooled (points) | per seed |",
+                  "|---|---|---|---|---|",
+                  *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
     lines += ["", "Per task: successes pooled over the training seeds.", "",
               "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
     for variant, by_temperature in evaluations.items():
