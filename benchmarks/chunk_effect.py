@@ -153,6 +153,9 @@ def main() -> None:
             halves += more[0]
             static += more[1]
         env.close()
+        if not halves:
+            raise SystemExit(f"{task}: no frame of its {args.episodes} episodes has all its future frames inside the "
+                             "episode; use more --episodes")
         rows[task] = (halves, static)
         print(f"{task}: chunk-decided {np.mean(halves):.4f}, repeat-the-frame {np.mean(static):.4f} "
               f"({len(halves)} frames)", flush=True)
