@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from learning import write_section
+from learning import HELDOUT_DEMOS, write_section
 
 from gigaworld_policy.data.composite import composite, default_layout, to_model_range
+from gigaworld_policy.envs.base import episode_seed
 from gigaworld_policy.envs.metaworld import (
     COLLECTION_FILE,
     MOTION_DIMS,
@@ -41,7 +42,7 @@ RECORDING_DEFAULTS = {"goal_marker_radius": None, "observe_goal": False, "action
 
 def recording_setup(study: Path) -> tuple[dict, dict]:
     """(the held-out demonstrations' recording settings, one run's stored setup) of a learning study."""
-    collection = study / "heldout_demos" / "meta" / COLLECTION_FILE
+    collection = study / HELDOUT_DEMOS / "meta" / COLLECTION_FILE
     results = sorted((study / "runs").glob("*/result.json"))
     if not collection.exists() or not results:
         raise SystemExit(f"{study} is not a learning study with a finished run: expected {collection} and "
@@ -147,9 +148,9 @@ def main() -> None:
         env = MetaWorldEnv(task, tuple(cameras), tuple(recording["image_size"]), recording["max_steps"],
                            recording["goal_marker_radius"], recording["observe_goal"])
         halves, static = [], []
-        for episode in range(args.episodes):  # the held-out demonstrations' first attempts' seeds
-            more = episode_effect(env, frames, recording["seed"] + 100_000 * number + episode, recording, offsets,
-                                  args.every)
+        for attempt in range(args.episodes):  # the held-out demonstrations' first attempts
+            more = episode_effect(env, frames, episode_seed(recording["seed"], number, attempt), recording,
+                                  offsets, args.every)
             halves += more[0]
             static += more[1]
         env.close()

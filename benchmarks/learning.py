@@ -74,6 +74,7 @@ OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared
 PRETRAINED = ("pretrain", "pretrain_cnn")  # variants with a video-only stage on the extra demonstrations first
 VIDEO_LOSS_PAIRS = (("gwp", "action_only"), ("gwp_cnn", "baseline"))  # (with the video loss, without)
 HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
+HELDOUT_DEMOS = "heldout_demos"  # the folder of OUT they are recorded in
 HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
@@ -231,7 +232,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
                              f"use another --out or delete it")
         heldout = stored.get("open_loop_heldout")
         if heldout is None or (trains_video(variant) and "video_mse_other_actions" not in heldout):
-            stored["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / "heldout_demos")
+            stored["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / HELDOUT_DEMOS)
             write_text_atomically(result_file, json.dumps(stored, indent=2))
         return stored
     started = time.monotonic()
@@ -241,7 +242,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
               "train_minutes": train_minutes,
               "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
-              "open_loop_heldout": open_loop_heldout(checkpoint, out / "heldout_demos")}
+              "open_loop_heldout": open_loop_heldout(checkpoint, out / HELDOUT_DEMOS)}
     write_text_atomically(result_file, json.dumps(result, indent=2))
     return result
 
@@ -625,7 +626,7 @@ def main() -> None:
         if not results:
             raise SystemExit(f"no stored results under {out / 'runs'}")
     else:
-        wanted = [(args.episodes, out / "demos", 0), (HELDOUT_EPISODES, out / "heldout_demos", HELDOUT_SEED)]
+        wanted = [(args.episodes, out / "demos", 0), (HELDOUT_EPISODES, out / HELDOUT_DEMOS, HELDOUT_SEED)]
         if set(PRETRAINED) & set(args.variant_list):
             wanted.append((args.extra_episodes or args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import torch
 from learning import (
+    HELDOUT_DEMOS,
     SETUP_DEFAULTS,
     evaluate_checkpoint,
     final_checkpoint,
@@ -61,10 +62,11 @@ def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
     now and added to it."""
     cached = run / "temperature" / f"{temperature:g}.json"
     kept = json.loads(cached.read_text()) if cached.exists() else {}
+    checkpoint = final_checkpoint(run, result["variant"])
     if "tasks" not in kept:
         setup = result["setup"]
         settings = SimpleNamespace(**{key: setup.get(key, SETUP_DEFAULTS.get(key)) for key in EVAL_KEYS})
-        report = evaluate_checkpoint(final_checkpoint(run, result["variant"]), settings, temperature)
+        report = evaluate_checkpoint(checkpoint, settings, temperature)
         kept = {"variant": result["variant"], "seed": result["seed"], "temperature": temperature,
                 "average_success_rate": report["average_success_rate"],
                 "tasks": {task: {"successes": row["successes"], "episodes": row["episodes"]}
@@ -73,8 +75,8 @@ def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
         print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: "
               f"{100 * report['average_success_rate']:.0f}%", flush=True)
     if "heldout_action_mse" not in kept:
-        heldout = open_loop_heldout(final_checkpoint(run, result["variant"]), run.parent.parent / "heldout_demos",
-                                    temperature)
+        study = run.parent.parent  # OUT of OUT/runs/<run>
+        heldout = open_loop_heldout(checkpoint, study / HELDOUT_DEMOS, temperature)
         kept["heldout_action_mse"] = heldout["action_mse"]
         save(cached, kept)
         print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: held-out action error "

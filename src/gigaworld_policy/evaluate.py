@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .atomic import write_text_atomically
-from .envs.base import Env
+from .envs.base import Env, episode_seed
 from .model.policy import GigaWorldPolicy
 
 
@@ -86,7 +86,7 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
 def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], episodes: int, seed: int = 1000,
                 execute_steps: int | None = None, out_dir: str | Path | None = None, videos_per_task: int = 1,
                 with_video: bool = False, progress: bool = True) -> dict:
-    """Evaluate on `episodes` seeds per task: seed + 100_000 * task_number + e (disjoint from the
+    """Evaluate on `episodes` seeds per task, `episode_seed(seed, task_number, e)` (disjoint from the
     demonstration seeds `gwp collect` uses with its default base seed 0, below 1000 attempts per task)."""
     from tqdm import tqdm
 
@@ -100,7 +100,7 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
             for e in range(episodes):
                 record = out_dir is not None and e < videos_per_task
                 camera = predictor.cameras[0] if record else None
-                result, frames, comparison = rollout(predictor, env, seed + 100_000 * number + e, execute_steps,
+                result, frames, comparison = rollout(predictor, env, episode_seed(seed, number, e), execute_steps,
                                                      camera, with_video and record)
                 results.append(result)
                 if record:

@@ -8,6 +8,12 @@ from typing import Protocol
 import numpy as np
 
 
+def episode_seed(base_seed: int, task_number: int, index: int) -> int:
+    """The reset seed of episode `index` of the `task_number`-th task of a multi-task run (collection or
+    evaluation): the tasks' seeds stay apart for up to 100,000 episodes each."""
+    return base_seed + 100_000 * task_number + index
+
+
 @dataclass
 class Observation:
     images: dict[str, np.ndarray]  # camera name -> (H, W, 3) uint8

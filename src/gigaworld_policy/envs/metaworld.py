@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .base import Observation
+from .base import Observation, episode_seed
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -208,7 +208,7 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
     `action_noise_correlation` before they are clipped to [-1, 1], executed and recorded: the dataset holds what the
     arm was commanded. The gripper command stays the expert's: noise there drops objects rather than varying motion.
 
-    Episode e of task i uses seed `seed + 100_000 * i + attempt` (for its layout and its noise); failed attempts are
+    Each attempt's layout and noise come from `episode_seed(seed, task number, attempt)`; failed attempts are
     dropped and retried. Returns the success rate of the expert per task."""
     from tqdm import tqdm
 
@@ -230,9 +230,9 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                 if attempts >= 3 * episodes + 10:
                     hint = f" with action noise of std {action_noise:g}: use less" if action_noise else ""
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts{hint}")
-                episode_seed = seed + 100_000 * task_number + attempts
-                observation = env.reset(episode_seed)
-                noise.start(episode_seed)
+                attempt_seed = episode_seed(seed, task_number, attempts)
+                observation = env.reset(attempt_seed)
+                noise.start(attempt_seed)
                 attempts += 1
                 while True:
                     action = noisy_expert_action(env, noise)
