@@ -409,14 +409,18 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
 
 def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
     """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
-    without, the success difference with all episodes pooled, the differences per training seed that both ran)."""
+    without, the success difference with all episodes pooled, the differences per training seed that both ran and,
+    given two or more, their mean with a 95% t-interval: the test that counts the spread between training seeds)."""
     rows = []
     for video, action in VIDEO_LOSS_PAIRS:
         if video in results and action in results:
             with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
             without = {r["seed"]: r["average_success_rate"] for r in results[action]}
-            shared_seeds = sorted(with_video.keys() & without.keys())
-            per_seed = ", ".join(f"{round(100 * (with_video[s] - without[s])):+d}" for s in shared_seeds)
+            differences = [with_video[s] - without[s] for s in sorted(with_video.keys() & without.keys())]
+            per_seed = ", ".join(f"{round(100 * d):+d}" for d in differences)
+            if len(differences) > 1:
+                mean, half = interval(differences)
+                per_seed += f" (mean {100 * mean:+.0f} ± {100 * half:.0f})"
             pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
             rows.append((video, action, pooled, per_seed or "—"))
     return rows
@@ -428,7 +432,8 @@ def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
     if not rows:
         return []
     return ["", "The video loss on against off, the network otherwise the same: success difference with every episode "
-            "pooled (95% interval as above), and per training seed that both ran.", "",
+            "pooled (95% interval as above), and per training seed that both ran (their mean ± 95% t-interval over "
+            "seeds, given two or more).", "",
             "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
             *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
 

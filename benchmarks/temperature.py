@@ -134,7 +134,8 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
                                               for variant, by_temperature in evaluations.items()})]
     if video_rows:
         lines += ["", "The video loss on against off at each temperature, the network otherwise the same: success "
-                  "difference with every episode pooled, and per training seed that both ran.", "",
+                  "difference with every episode pooled, and per training seed that both ran (their mean ± 95% "
+                  "t-interval over seeds, given two or more).", "",
                   "| temperature | with video | without | with minus without, pooled (points) | per seed |",
                   "|---|---|---|---|---|",
                   *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
