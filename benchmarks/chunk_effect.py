@@ -27,28 +27,24 @@ from learning import HELDOUT_DEMOS, write_section
 from gigaworld_policy.data.composite import composite, default_layout, to_model_range
 from gigaworld_policy.envs.base import episode_seed
 from gigaworld_policy.envs.metaworld import (
-    COLLECTION_FILE,
     MOTION_DIMS,
     ActionNoise,
     MetaWorldEnv,
+    collection_settings,
     noisy_expert_action,
 )
 
 OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the episode's
-# recording settings added since the first studies were recorded, with the value those were recorded with
-RECORDING_DEFAULTS = {"goal_marker_radius": None, "observe_goal": False, "action_noise": 0.0,
-                      "action_noise_correlation": 0.0}
 
 
 def recording_setup(study: Path) -> tuple[dict, dict]:
     """(the held-out demonstrations' recording settings, one run's stored setup) of a learning study."""
-    collection = study / HELDOUT_DEMOS / "meta" / COLLECTION_FILE
+    heldout = study / HELDOUT_DEMOS
     results = sorted((study / "runs").glob("*/result.json"))
-    if not collection.exists() or not results:
-        raise SystemExit(f"{study} is not a learning study with a finished run: expected {collection} and "
+    if not (heldout / "meta").is_dir() or not results:
+        raise SystemExit(f"{study} is not a learning study with a finished run: expected {heldout} and "
                          f"{study / 'runs'}/<run>/result.json")
-    recording = RECORDING_DEFAULTS | json.loads(collection.read_text())
-    return recording, json.loads(results[0].read_text())["setup"]
+    return collection_settings(heldout), json.loads(results[0].read_text())["setup"]
 
 
 class Frames:

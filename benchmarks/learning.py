@@ -54,12 +54,12 @@ from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
 from gigaworld_policy.envs.metaworld import (
-    COLLECTION_FILE,
     MOTION_DIMS,
     MT10,
     ActionNoise,
     MetaWorldEnv,
     collect,
+    collection_settings,
     instruction,
 )
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
@@ -101,10 +101,9 @@ def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: in
         return
     found = LeRobotDataset(folder)
     sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
-    settings = folder / "meta" / COLLECTION_FILE  # absent in folders recorded before it was written: the defaults
-    recorded = json.loads(settings.read_text()) if settings.exists() else {}
+    recorded = collection_settings(folder)
     keys = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
-    settings_found = tuple(recorded.get(key, SETUP_DEFAULTS.get(key)) for key in keys)
+    settings_found = tuple(recorded[key] for key in keys)
     wanted = tuple(getattr(args, key) for key in keys)
     if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
             or sizes != {camera_size} or settings_found != wanted):

@@ -90,7 +90,7 @@ def test_same_seed_same_layout():
 
 
 def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
-    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect, collection_settings
 
     plain = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16))
     with_goal = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16), observe_goal=True)
@@ -109,7 +109,20 @@ def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
     states = np.stack(pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")["observation.state"]
                       .to_pylist())
     assert states.shape[1] == 7 and np.ptp(states[:, 4:], axis=0).max() == 0  # the goal stays put in an episode
-    assert json.loads((tmp_path / "mw" / "meta" / "metaworld_collection.json").read_text())["observe_goal"] is True
+    assert collection_settings(tmp_path / "mw")["observe_goal"] is True
+
+
+def test_collection_settings_of_an_older_recording_take_the_values_it_was_recorded_with(tmp_path):
+    from gigaworld_policy.envs.metaworld import COLLECTION_FILE, collection_settings
+
+    with pytest.raises(FileNotFoundError, match="no meta/ folder"):
+        collection_settings(tmp_path / "missing")
+    (tmp_path / "older" / "meta").mkdir(parents=True)
+    assert collection_settings(tmp_path / "older") == {"goal_marker_radius": None, "observe_goal": False,
+                                                        "action_noise": 0.0, "action_noise_correlation": 0.0}
+    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text(json.dumps({"episodes": 3, "observe_goal": True}))
+    settings = collection_settings(tmp_path / "older")
+    assert settings["episodes"] == 3 and settings["observe_goal"] is True and settings["action_noise"] == 0.0
 
 
 def test_action_noise_has_the_asked_std_and_step_correlation():

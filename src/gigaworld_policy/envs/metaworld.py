@@ -7,7 +7,9 @@ down and are flipped. Offscreen rendering needs MUJOCO_GL=egl (or osmesa); we de
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +21,9 @@ CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper"
 FLIPPED = {"corner", "corner2", "corner3", "corner4"}
 MOTION_DIMS = 3  # an action is the hand's (dx, dy, dz) then the gripper command
 COLLECTION_FILE = "metaworld_collection.json"  # in a recorded dataset's meta/: the settings it was recorded with
+# Recording settings added since the first datasets were recorded, with the value those were recorded with.
+COLLECTION_DEFAULTS = {"goal_marker_radius": None, "observe_goal": False, "action_noise": 0.0,
+                       "action_noise_correlation": 0.0}
 MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
 
@@ -259,3 +264,13 @@ def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] 
                     "experts": report}
         writer.finalize(extra_meta={COLLECTION_FILE: settings})
     return report
+
+
+def collection_settings(dataset: str | os.PathLike) -> dict:
+    """The settings `collect` recorded the dataset at `dataset` with; a setting that an older recording's file lacks
+    (or the whole file) takes the value such recordings were made with (COLLECTION_DEFAULTS)."""
+    meta = Path(dataset) / "meta"
+    if not meta.is_dir():
+        raise FileNotFoundError(f"{dataset} is not a recorded dataset: it has no meta/ folder")
+    settings = meta / COLLECTION_FILE
+    return COLLECTION_DEFAULTS | (json.loads(settings.read_text()) if settings.exists() else {})
