@@ -123,6 +123,9 @@ def test_collection_settings_of_an_older_recording_take_the_values_it_was_record
     (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text(json.dumps({"episodes": 3, "observe_goal": True}))
     settings = collection_settings(tmp_path / "older")
     assert settings["episodes"] == 3 and settings["observe_goal"] is True and settings["action_noise"] == 0.0
+    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text('{"episodes": 3,')  # cut short
+    with pytest.raises(ValueError, match="not valid JSON"):
+        collection_settings(tmp_path / "older")
 
 
 def test_action_noise_has_the_asked_std_and_step_correlation():

@@ -273,4 +273,9 @@ def collection_settings(dataset: str | os.PathLike) -> dict:
     if not meta.is_dir():
         raise FileNotFoundError(f"{dataset} is not a recorded dataset: it has no meta/ folder")
     settings = meta / COLLECTION_FILE
-    return COLLECTION_DEFAULTS | (json.loads(settings.read_text()) if settings.exists() else {})
+    if not settings.exists():
+        return dict(COLLECTION_DEFAULTS)
+    try:
+        return COLLECTION_DEFAULTS | json.loads(settings.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{settings} is not valid JSON ({error}): expected the settings `collect` wrote") from None
