@@ -406,6 +406,10 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
     return lines
 
 
+VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
+                      "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
+
+
 def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
     """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
     without, the success difference with all episodes pooled, the differences per training seed that both ran and,
@@ -430,9 +434,7 @@ def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
     rows = video_loss_rows(results)
     if not rows:
         return []
-    return ["", "The video loss on against off, the network otherwise the same: success difference with every episode "
-            "pooled (95% interval as above), and per training seed that both ran (their mean ± 95% t-interval over "
-            "seeds, given two or more).", "",
+    return ["", f"The video loss on against off, the network otherwise the same: {VIDEO_LOSS_COLUMNS}", "",
             "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
             *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
 

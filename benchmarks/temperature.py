@@ -27,6 +27,7 @@ import torch
 from learning import (
     HELDOUT_DEMOS,
     SETUP_DEFAULTS,
+    VIDEO_LOSS_COLUMNS,
     evaluate_checkpoint,
     final_checkpoint,
     open_loop_heldout,
@@ -133,9 +134,8 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
                   for row in video_loss_rows({variant: by_temperature[temperature]
                                               for variant, by_temperature in evaluations.items()})]
     if video_rows:
-        lines += ["", "The video loss on against off at each temperature, the network otherwise the same: success "
-                  "difference with every episode pooled, and per training seed that both ran (their mean ± 95% "
-                  "t-interval over seeds, given two or more).", "",
+        lines += ["", f"The video loss on against off at each temperature, the network otherwise the same: "
+                  f"{VIDEO_LOSS_COLUMNS}", "",
                   "| temperature | with video | without | with minus without, pooled (points) | per seed |",
                   "|---|---|---|---|---|",
                   *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
