@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.config import PolicyConfig
@@ -272,8 +273,7 @@ def interval(values: list[float]) -> tuple[float, float | None]:
     """Mean and 95% t-interval half-width over training seeds (None with one seed: no interval)."""
     if len(values) < 2:
         return float(np.mean(values)), None
-    # Student's t, two-sided 95%, for n - 1 degrees of freedom; beyond 10 seeds, n = 10's value (conservative).
-    t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26}[min(len(values), 10)]
+    t95 = stats.t.ppf(0.975, df=len(values) - 1)  # Student's t, two-sided 95%
     return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
