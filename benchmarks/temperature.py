@@ -134,7 +134,7 @@ def section(name: str, evaluations: dict, runs: dict, temperatures: list[float],
                   for row in video_loss_rows({variant: by_temperature[temperature]
                                               for variant, by_temperature in evaluations.items()})]
     if video_rows:
-        lines += ["", f"The video loss on against off at each temperature, the network otherwise the same: "
+        lines += ["", "The video loss on against off at each temperature, the network otherwise the same: "
                   f"{VIDEO_LOSS_COLUMNS}", "",
                   "| temperature | with video | without | with minus without, pooled (points) | per seed |",
                   "|---|---|---|---|---|",
