@@ -126,6 +126,9 @@ def test_collection_settings_of_an_older_recording_take_the_values_it_was_record
     (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text('{"episodes": 3,')  # cut short
     with pytest.raises(ValueError, match="not valid JSON"):
         collection_settings(tmp_path / "older")
+    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text("[3, true]")  # JSON, but not the settings object
+    with pytest.raises(ValueError, match="holds a list"):
+        collection_settings(tmp_path / "older")
 
 
 def test_action_noise_has_the_asked_std_and_step_correlation():

@@ -15,7 +15,8 @@ def layout_block() -> str:
 
 def test_readme_layout_names_every_module_of_the_package():
     block = layout_block()
-    listed_folders = {line.split()[0] for line in block.splitlines() if line.split() and line.split()[0].endswith("/")}
+    first_words = [line.split()[0] for line in block.splitlines() if line.strip()]
+    listed_folders = {word for word in first_words if word.endswith("/")}
     missing = [path for path in sorted(PACKAGE.rglob("*.py"))
                if path.name != "__init__.py"
                and (module := path.relative_to(PACKAGE).as_posix()) not in block

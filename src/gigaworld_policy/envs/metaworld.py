@@ -276,6 +276,9 @@ def collection_settings(dataset: str | os.PathLike) -> dict:
     if not settings.exists():
         return dict(COLLECTION_DEFAULTS)
     try:
-        return COLLECTION_DEFAULTS | json.loads(settings.read_text())
+        recorded = json.loads(settings.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{settings} is not valid JSON ({error}): expected the settings `collect` wrote") from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{settings} holds a {type(recorded).__name__}: expected the settings object `collect` wrote")
+    return COLLECTION_DEFAULTS | recorded
