@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from gigaworld_policy.atomic import write_text_atomically
+from gigaworld_policy.atomic import exit_cleanly_on_sigterm, write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
 from gigaworld_policy.envs.metaworld import (
@@ -497,14 +497,15 @@ def write_results(results: dict[str, list[dict]], args, out: Path, command: str)
     plot(results, out, docs / f"learning-{name}.png")
     withheld = (f" (and {args.extra_episodes or args.episodes} more per task with actions withheld, for the "
                 "pre-training variants)" if set(PRETRAINED) & set(results) else "")
+    kind = "noisy" if args.action_noise else "expert"  # the held-out demonstrations are recorded the same way
     section = "\n".join([
         begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
         f"Command: `{command}`", "",
-        f"Tasks {', '.join(args.task_list)}; {args.episodes} expert demonstrations per task{withheld}; "
+        f"Tasks {', '.join(args.task_list)}; {args.episodes} {kind} demonstrations per task{withheld}; "
         f"`{args.preset}` preset{setup_words(args)}, batch {args.batch_size}, {budget_words(args)}; "
         f"{args.eval_episodes} held-out episodes per task (seeds from 1000), executing {args.execute_steps} actions "
         f"per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) "
-        f"on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more expert demonstrations per task, on layouts used "
+        f"on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more {kind} demonstrations per task, on layouts used "
         "neither for training nor for the closed-loop evaluation.", "",
         *summary_tables(results, args), "", f"![learning on {name}](learning-{name}.png)", "", end,
     ])
@@ -620,6 +621,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    exit_cleanly_on_sigterm()
     torch.set_num_threads(1)
     out = Path(args.out)
     results = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,3 +43,14 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, target)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM (what `kill`, job schedulers and container runtimes send) raise SystemExit(143) like Ctrl-C
+    raises KeyboardInterrupt, so `finally` blocks run and unfinished atomic writes remove their temporary folders.
+    Python's default for SIGTERM ends the process without running them. Call it from the main thread."""
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)

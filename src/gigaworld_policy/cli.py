@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from .atomic import exit_cleanly_on_sigterm
 from .config import PRESETS
 
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
@@ -284,6 +285,7 @@ def train_command(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    exit_cleanly_on_sigterm()
     if argv and argv[0] == "train":
         try:
             train_command(argv[1:])
