@@ -69,12 +69,13 @@ def _convert_videos(args: argparse.Namespace) -> None:
 
 
 def _eval_open_loop(args: argparse.Namespace) -> None:
-    from .encoders.text import TextEncoder
+    from .encoders.frozen import load_codec, load_text_encoder
     from .evaluate import open_loop_dataset
     from .model.policy import GigaWorldPolicy
 
     policy = GigaWorldPolicy.from_pretrained(args.checkpoint, ema=not args.raw_weights)
-    policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
+    policy.text_encoder = load_text_encoder(args.text_encoder, policy.config)
+    policy.codec = load_codec(policy.config, args.vae) or policy.codec
     result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out,
                                temperature=args.temperature)
     for key, value in result.items():
@@ -88,7 +89,7 @@ def _eval(args: argparse.Namespace) -> None:
     from .inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
-                                          temperature=args.temperature)
+                                          temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
     given = len(state_names(args.observe_goal))
     if predictor.state_dim not in (0, given):
         raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; Meta-World gives {given} "
@@ -125,7 +126,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO)
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
-                                          temperature=args.temperature)
+                                          temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
     print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
     PolicyServer(predictor, args.host, args.port, args.key_map).run()
 
@@ -148,6 +149,13 @@ def _precompute_latents(args: argparse.Namespace) -> None:
     else:
         codec = GigaWorldPolicy(config).codec
     print(f"wrote {precompute_latents(samples, codec, args.out, args.batch_size, args.dtype)}")
+
+
+def _add_frozen_parts(parser: argparse.ArgumentParser) -> None:
+    """The options that name the frozen parts a checkpoint runs with (checkpoints hold only trained weights)."""
+    parser.add_argument("--text-encoder", default="minilm", help="'minilm' (the default) or a umT5 folder, e.g. "
+                        "Wan2.2's text_encoder/ (its tokenizer in it or in a sibling tokenizer/)")
+    parser.add_argument("--vae", default=None, help="Wan2.2 VAE folder, for a policy whose codec is wan_vae")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--out", default="outputs/eval_open_loop")
     offline.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     offline.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
+    _add_frozen_parts(offline)
     offline.set_defaults(run=_eval_open_loop)
 
     demo = commands.add_parser("demo", help="the main job: collect, train, evaluate, report (CPU, < 60 min)")
@@ -223,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="outputs/eval")
     evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
     evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    _add_frozen_parts(evaluate)
     evaluate.set_defaults(run=_eval)
 
     serve = commands.add_parser("serve", help="serve a checkpoint over websockets (openpi protocol)")
@@ -234,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
     serve.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    _add_frozen_parts(serve)
     serve.set_defaults(run=_serve)
 
     latents = commands.add_parser("precompute-latents", help="encode a dataset's clips once (train with --latents)")

@@ -1,8 +1,8 @@
 """Run a trained policy on robot observations, in robot units.
 
     predictor = Predictor.from_checkpoint("runs/mw/checkpoints/last")
-    actions = predictor.predict({"images": {"corner": hwc_uint8, ...}, "state": state, "task": "open the drawer"})
-    # actions: (H, A) float32 in the robot's own units
+    actions = predictor.predict(Observation({"corner": hwc_uint8, ...}, state, "open the drawer"))["actions"]
+    # actions: (H, A) float32 in the robot's own units (Observation is in gigaworld_policy.envs.base)
 
 The checkpoint's `normalization.json` says which cameras make the composite image (and in which layout), how to
 normalise the state and how to un-normalise (and un-delta) the actions, per embodiment.
@@ -17,6 +17,7 @@ import torch
 
 from .data.composite import composite, to_model_range
 from .data.normalize import Normalizer, from_delta
+from .encoders.frozen import load_codec, load_text_encoder
 from .envs.base import Observation
 from .model.policy import GigaWorldPolicy, check_temperature
 
@@ -44,13 +45,8 @@ class Predictor:
         self.delta_mask = torch.zeros(len(self.action_normalizer.offset), dtype=torch.bool)
         self.delta_mask[processing["delta_action_dims"]] = True
         self.num_steps, self.temperature = num_steps, temperature
-        if policy.text_encoder is None:
-            from .encoders.text import TextEncoder
-
-            if policy.config.transformer.text_dim != 384:
-                raise ValueError("set policy.text_encoder: the default MiniLM encoder is 384 wide, the policy "
-                                 f"expects {policy.config.transformer.text_dim}")
-            policy.text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
+        if policy.text_encoder is None:  # the default; a policy with another width needs its own attached
+            policy.text_encoder = load_text_encoder("minilm", policy.config, policy.device)
 
     @property
     def state_dim(self) -> int:
@@ -59,12 +55,18 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
+                        text_encoder: str | os.PathLike = "minilm", vae: str | os.PathLike | None = None,
                         **kwargs) -> Predictor:
-        """Load a checkpoint folder (EMA weights when the folder has them)."""
+        """Load a checkpoint folder (EMA weights when the folder has them) with the frozen parts it runs with:
+        `text_encoder` as `encoders.frozen.load_text_encoder` takes it, `vae` the Wan2.2 VAE folder of a policy
+        whose codec is wan_vae."""
         from pathlib import Path
 
         ema = ema and (Path(directory) / "ema.safetensors").is_file()
-        return cls(GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema), **kwargs)
+        policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema)
+        policy.text_encoder = load_text_encoder(text_encoder, policy.config, device)
+        policy.codec = load_codec(policy.config, vae, device) or policy.codec
+        return cls(policy, **kwargs)
 
     def batch(self, observation: Observation) -> dict:
         """The policy batch (B = 1) of one observation, with the state in robot units kept for un-delta."""

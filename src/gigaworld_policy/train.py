@@ -44,6 +44,7 @@ from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
 from .data.training import ACTION, STATE
+from .encoders.frozen import load_codec, load_text_encoder
 from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
 
 CHECKPOINTS = "checkpoints"
@@ -76,6 +77,7 @@ class TrainConfig:
     policy_config: str | None = None  # a config.json to use instead of the preset
     stage: Literal["pretrain", "posttrain"] = "posttrain"
     init: str | None = None  # checkpoint folder to start from (e.g. a pretrain run's); its architecture is kept
+    init_wan: str | None = None  # Wan2.2 transformer folder (diffusers' or the original layout) to start the DiT from
     output_dir: str = "outputs/train"
     resume: bool = False
     steps: int = 1000
@@ -100,7 +102,8 @@ class TrainConfig:
     clean_action_prob: float | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     cnn_widths: tuple[int, ...] | None = None
-    text_encoder: Literal["minilm", "none"] = "minilm"  # "none": datasets must not need one
+    text_encoder: str = "minilm"  # "minilm", "none" (datasets must not need one) or a umT5 folder (Wan2.2's)
+    vae: str | None = None  # Wan2.2 VAE folder, for a wan_vae policy (not needed with --latents and no validation)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -111,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
         if self.latents and len(self.latents) != len(self.dataset):
             raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
+        if self.init and self.init_wan:
+            raise ValueError("give --init (a policy checkpoint) or --init-wan (Wan2.2 transformer weights), not both")
 
     def policy(self, base: PolicyConfig | None = None) -> PolicyConfig:
         """The policy config: `base` (an --init checkpoint's), else --policy-config, else the preset; then the
@@ -384,19 +389,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         policy.normalization = init.normalization
     else:
         torch.manual_seed(cfg.seed)
-        policy = GigaWorldPolicy(sized_to_data(cfg.policy(), cfg, say=accelerator.print))  # main process only
+        config = sized_to_data(cfg.policy(), cfg, say=accelerator.print)  # says so on the main process only
+        policy = GigaWorldPolicy.from_wan(cfg.init_wan, config) if cfg.init_wan else GigaWorldPolicy(config)
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
-    text_encoder = None
-    if cfg.text_encoder == "minilm":
-        from .encoders.text import TextEncoder
-
-        text_encoder = TextEncoder.minilm(max_length=policy.config.text_len)
-        if text_encoder.dim != policy.config.transformer.text_dim:
-            raise ValueError(f"MiniLM is {text_encoder.dim} wide, the policy's text_dim is "
-                             f"{policy.config.transformer.text_dim}")
-    policy.text_encoder = text_encoder
+    policy.text_encoder = load_text_encoder(cfg.text_encoder, policy.config)
+    if cfg.vae or not cfg.latents or cfg.val_every:  # on stored latents only validation decodes frames
+        policy.codec = load_codec(policy.config, cfg.vae) or policy.codec
 
     train_set, val_set, weights = build_datasets(cfg, policy)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
