@@ -61,7 +61,7 @@ def trained(wan22, tmp_path_factory):
     main(["train", "--dataset", str(root / "ds"), "--policy-config", str(root / "policy.json"),
           "--init-wan", str(wan22 / "transformer"), "--text-encoder", str(wan22 / "text_encoder"),
           "--vae", str(wan22 / "vae"), "--data.cameras", "top", "--data.layout", "single", "--steps", "2",
-          "--batch-size", "2", "--num-workers", "0", "--log-with", "none", "--optim.lr", "0",
+          "--batch-size", "2", "--num-workers", "0", "--log-with", "none", "--ema-decay", "0", "--optim.lr", "0",
           "--output-dir", str(root / "out")])
     return root / "out" / "checkpoints" / "last", root / "ds", root / "policy.json"
 

@@ -69,13 +69,10 @@ def _convert_videos(args: argparse.Namespace) -> None:
 
 
 def _eval_open_loop(args: argparse.Namespace) -> None:
-    from .encoders.frozen import load_codec, load_text_encoder
     from .evaluate import open_loop_dataset
-    from .model.policy import GigaWorldPolicy
+    from .inference import load_checkpoint
 
-    policy = GigaWorldPolicy.from_pretrained(args.checkpoint, ema=not args.raw_weights)
-    policy.text_encoder = load_text_encoder(args.text_encoder, policy.config)
-    policy.codec = load_codec(policy.config, args.vae) or policy.codec
+    policy = load_checkpoint(args.checkpoint, not args.raw_weights, text_encoder=args.text_encoder, vae=args.vae)
     result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out,
                                temperature=args.temperature)
     for key, value in result.items():
@@ -135,19 +132,12 @@ def _precompute_latents(args: argparse.Namespace) -> None:
     from .config import PolicyConfig
     from .data import DataConfig, LeRobotDataset, PolicyDataset
     from .data.latents import precompute_latents
-    from .model.policy import GigaWorldPolicy
+    from .encoders.frozen import load_codec
 
     config = PolicyConfig.preset(args.preset)
     data = DataConfig(cameras=tuple(c for c in args.cameras.split(",") if c), layout=args.layout)
     samples = PolicyDataset(LeRobotDataset(args.dataset), config, data)
-    if config.codec.kind == "wan_vae":
-        if not args.vae:
-            raise ValueError(f"preset {args.preset!r} uses the Wan2.2 VAE: pass --vae <folder>")
-        from .encoders.wan_vae import WanVAECodec
-
-        codec = WanVAECodec.from_pretrained(args.vae, args.device)
-    else:
-        codec = GigaWorldPolicy(config).codec
+    codec = load_codec(config, args.vae, args.device)
     print(f"wrote {precompute_latents(samples, codec, args.out, args.batch_size, args.dtype)}")
 
 

@@ -11,6 +11,7 @@ normalise the state and how to un-normalise (and un-delta) the actions, per embo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +20,20 @@ from .data.composite import composite, to_model_range
 from .data.normalize import Normalizer, from_delta
 from .encoders.frozen import load_codec, load_text_encoder
 from .envs.base import Observation
-from .model.policy import GigaWorldPolicy, check_temperature
+from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy, check_temperature
+
+
+def load_checkpoint(directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
+                    text_encoder: str | os.PathLike = "minilm",
+                    vae: str | os.PathLike | None = None) -> GigaWorldPolicy:
+    """A checkpoint folder ready to run: its EMA weights when it has them (and `ema`), with the frozen parts it runs
+    with attached — `text_encoder` as `encoders.frozen.load_text_encoder` takes it, `vae` the Wan2.2 VAE folder of a
+    policy whose codec is wan_vae."""
+    ema = ema and (Path(directory) / EMA_WEIGHTS_NAME).is_file()
+    policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema)
+    policy.text_encoder = load_text_encoder(text_encoder, policy.config, device)
+    policy.codec = load_codec(policy.config, vae, device)
+    return policy
 
 
 class Predictor:
@@ -57,16 +71,8 @@ class Predictor:
     def from_checkpoint(cls, directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
                         text_encoder: str | os.PathLike = "minilm", vae: str | os.PathLike | None = None,
                         **kwargs) -> Predictor:
-        """Load a checkpoint folder (EMA weights when the folder has them) with the frozen parts it runs with:
-        `text_encoder` as `encoders.frozen.load_text_encoder` takes it, `vae` the Wan2.2 VAE folder of a policy
-        whose codec is wan_vae."""
-        from pathlib import Path
-
-        ema = ema and (Path(directory) / "ema.safetensors").is_file()
-        policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema)
-        policy.text_encoder = load_text_encoder(text_encoder, policy.config, device)
-        policy.codec = load_codec(policy.config, vae, device) or policy.codec
-        return cls(policy, **kwargs)
+        """A predictor of the checkpoint folder, loaded by `load_checkpoint`; kwargs go to the constructor."""
+        return cls(load_checkpoint(directory, ema, device, text_encoder, vae), **kwargs)
 
     def batch(self, observation: Observation) -> dict:
         """The policy batch (B = 1) of one observation, with the state in robot units kept for un-delta."""

@@ -396,7 +396,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
     policy.text_encoder = load_text_encoder(cfg.text_encoder, policy.config)
     if cfg.vae or not cfg.latents or cfg.val_every:  # on stored latents only validation decodes frames
-        policy.codec = load_codec(policy.config, cfg.vae) or policy.codec
+        policy.codec = load_codec(policy.config, cfg.vae)
 
     train_set, val_set, weights = build_datasets(cfg, policy)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ..config import PolicyConfig
+from .pixel import PixelCodec
 from .text import TextEncoder
 from .wan_vae import WanVAECodec
 
@@ -37,13 +38,12 @@ def load_text_encoder(choice: str | os.PathLike, config: PolicyConfig, device: s
     return encoder
 
 
-def load_codec(config: PolicyConfig, vae: str | os.PathLike | None, device: str = "cpu") -> WanVAECodec | None:
-    """The Wan2.2 VAE from folder `vae` for a policy whose codec is `wan_vae`; None for the pixel codec, which has no
-    weights (the policy builds it itself)."""
+def load_codec(config: PolicyConfig, vae: str | os.PathLike | None, device: str = "cpu") -> PixelCodec | WanVAECodec:
+    """The codec the config names: the pixel codec (no weights), or the Wan2.2 VAE from folder `vae`."""
     if config.codec.kind != "wan_vae":
         if vae is not None:
             raise ValueError(f"a VAE folder was given, but this policy's codec is {config.codec.kind!r}, not wan_vae")
-        return None
+        return PixelCodec(config.codec.spatial_factor)
     if vae is None:
         raise ValueError("this policy encodes images with the Wan2.2 VAE: give its folder (--vae)")
     return WanVAECodec.from_pretrained(vae, device)
