@@ -93,6 +93,8 @@ def test_predictor_runs_with_the_folders_and_names_what_is_missing(wan22, traine
         Predictor.from_checkpoint(checkpoint, text_encoder=wan22 / "text_encoder")
     with pytest.raises(ValueError, match="is 384 wide, the policy's text_dim is 16"):
         Predictor.from_checkpoint(checkpoint, vae=wan22 / "vae")  # the default MiniLM
+    with pytest.raises(ValueError, match="observations carry the instruction as text"):
+        Predictor.from_checkpoint(checkpoint, text_encoder="none", vae=wan22 / "vae")
 
 
 def test_training_without_the_vae_or_with_two_starts_is_refused(wan22, trained, tmp_path, capsys):

@@ -29,6 +29,8 @@ def load_checkpoint(directory: str | os.PathLike, ema: bool = True, device: str 
     """A checkpoint folder ready to run: its EMA weights when it has them (and `ema`), with the frozen parts it runs
     with attached — `text_encoder` as `encoders.frozen.load_text_encoder` takes it, `vae` the Wan2.2 VAE folder of a
     policy whose codec is wan_vae."""
+    if str(text_encoder) == "none":
+        raise ValueError("observations carry the instruction as text: give the text encoder ('minilm' or a folder)")
     ema = ema and (Path(directory) / EMA_WEIGHTS_NAME).is_file()
     policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema)
     policy.text_encoder = load_text_encoder(text_encoder, policy.config, device)
