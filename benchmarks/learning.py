@@ -64,7 +64,7 @@ from gigaworld_policy.envs.metaworld import (
     instruction,
 )
 from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
-from gigaworld_policy.inference import Predictor
+from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
@@ -184,7 +184,7 @@ def evaluate_checkpoint(checkpoint: Path, args, temperature: float = 1.0) -> dic
 def open_loop_heldout(checkpoint: Path, heldout: Path, temperature: float = 1.0) -> dict:
     """Normalised action MSE (and future-frame MSE) on every frame sampled from held-out demonstrations: how well
     the policy imitates the expert on layouts it never saw, without the noise of closed-loop success counts."""
-    policy = Predictor.from_checkpoint(checkpoint).policy  # EMA weights and the text encoder, as in closed loop
+    policy = load_checkpoint(checkpoint)  # EMA weights and the text encoder, as in closed loop
     episodes = len(LeRobotDataset(heldout).episodes)
     return open_loop_dataset(policy, heldout, last_episodes=episodes, max_samples=HELDOUT_SAMPLES, seed=0,
                              temperature=temperature)
