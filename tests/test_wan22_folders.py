@@ -74,7 +74,7 @@ def test_training_starts_the_transformer_from_the_wan_folder(wan22, trained):
     assert all(torch.equal(ours[key], reference[key]) for key in reference)  # learning rate 0: as loaded
 
 
-def test_open_loop_evaluation_decodes_video_through_the_vae(wan22, trained, tmp_path, capsys):
+def test_open_loop_evaluation_decodes_video_through_the_vae(wan22, trained, tmp_path):
     checkpoint, dataset, _ = trained
     main(["eval-open-loop", "--checkpoint", str(checkpoint), "--dataset", str(dataset), "--last-episodes", "1",
           "--samples", "2", "--text-encoder", str(wan22 / "text_encoder"), "--vae", str(wan22 / "vae"),

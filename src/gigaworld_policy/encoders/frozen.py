@@ -19,21 +19,22 @@ def load_text_encoder(choice: str | os.PathLike, config: PolicyConfig, device: s
     """The text encoder `choice` names, checked against the policy's text width: "minilm" (384 wide, shipped with
     the package), "none" (the data carry `text_embeds`) or a umT5 folder such as Wan2.2's `text_encoder/`, its
     tokenizer in the folder or in a sibling `tokenizer/` (Wan2.2-Diffusers' layout)."""
-    if str(choice) == "none":
+    name = str(choice)
+    if name == "none":
         return None
-    if str(choice) == "minilm":
+    if name == "minilm":
         encoder = TextEncoder.minilm(max_length=config.text_len, device=device)
     else:
         folder = Path(choice)
         if not folder.is_dir():
-            raise FileNotFoundError(f"text encoder {str(choice)!r} is neither 'minilm', 'none' nor a folder")
+            raise FileNotFoundError(f"text encoder {name!r} is neither 'minilm', 'none' nor a folder")
         tokenizer = folder if (folder / "tokenizer_config.json").is_file() else folder.parent / "tokenizer"
         if not (tokenizer / "tokenizer_config.json").is_file():
             raise FileNotFoundError(f"no tokenizer for the umT5 folder {folder}: expected tokenizer_config.json in it "
                                     f"or in {tokenizer}")
         encoder = TextEncoder.umt5(folder, tokenizer, max_length=config.text_len, device=device)
     if encoder.dim != config.transformer.text_dim:
-        raise ValueError(f"the text encoder {str(choice)!r} is {encoder.dim} wide, the policy's text_dim is "
+        raise ValueError(f"the text encoder {name!r} is {encoder.dim} wide, the policy's text_dim is "
                          f"{config.transformer.text_dim}")
     return encoder
 
