@@ -15,9 +15,10 @@ def smooth_frame(episode: int, t: int, camera: int) -> np.ndarray:
     return np.stack([base, base * 0.8 + 20, 255 - base], axis=-1).clip(0, 255).astype(np.uint8)
 
 
-def write_dataset(root, lengths=(20, 13, 17), with_actions=True, state_dim=4, **limits):
+def write_dataset(root, lengths=(20, 13, 17), with_actions=True, state_dim=4, camera_dtype="video", **limits):
+    """camera_dtype: "video" (mp4) or "image" (PNG in the data files)."""
     rng = np.random.default_rng(0)
-    features = {f"observation.images.{c}": {"dtype": "video", "shape": [H, W, 3]} for c in CAMERAS}
+    features = {f"observation.images.{c}": {"dtype": camera_dtype, "shape": [H, W, 3]} for c in CAMERAS}
     features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": None}
     if with_actions:
         features["action"] = {"dtype": "float32", "shape": [4], "names": None}

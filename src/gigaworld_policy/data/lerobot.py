@@ -12,6 +12,7 @@ A dataset without an `action` feature (video only) is valid.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -24,9 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from . import stats as stats_lib
-from .video import PIX_FMT, VideoDecoder, VideoEncoder
+from .lerobot_meta import CAMERA_DTYPES, camera_size, info_path, read_info, read_stats
+from .video import PIX_FMT, VideoDecoder, VideoEncoder, probe_video
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -40,6 +43,13 @@ INDEX_FEATURES = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 IMAGE_PREFIX = "observation.images."
+IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an encoded image, as LeRobot stores it
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
@@ -67,11 +77,13 @@ class LeRobotDatasetWriter:
         self.data_limit = data_files_size_in_mb * 2**20
         self.video_limit = video_files_size_in_mb * 2**20
         self.video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
-        self.numeric_keys = [k for k, f in features.items() if f["dtype"] != "video"]
+        self.image_keys = [k for k, f in features.items() if f["dtype"] == "image"]
+        self.camera_keys = self.video_keys + self.image_keys
+        self.numeric_keys = [k for k, f in features.items() if f["dtype"] not in CAMERA_DTYPES]
         self.tasks: dict[str, int] = {}
         self.episode_rows: list[dict[str, Any]] = []
         self.values: dict[str, list[np.ndarray]] = {k: [] for k in self.numeric_keys}  # all episodes, for stats
-        self.image_samples: dict[str, list[np.ndarray]] = {k: [] for k in self.video_keys}
+        self.image_samples: dict[str, list[np.ndarray]] = {k: [] for k in self.camera_keys}
         self.total_frames = 0
         self._buffer: list[dict[str, Any]] = []  # the current episode's frames
         self._data_rows: list[pd.DataFrame] = []  # frames of the data file being filled
@@ -83,16 +95,17 @@ class LeRobotDatasetWriter:
     def create(cls, root: str | os.PathLike, fps: int, features: dict[str, dict], robot_type: str | None = None,
                chunks_size: int = 1000, data_files_size_in_mb: float = 100,
                video_files_size_in_mb: float = 500) -> LeRobotDatasetWriter:
-        """features: {name: {"dtype": "video" | "float32" | ..., "shape": [...], "names": [...] | None}};
-        video features are (H, W, 3) uint8 frames named `observation.images.<camera>`."""
+        """features: {name: {"dtype": "video" | "image" | "float32" | ..., "shape": [...], "names": [...] | None}};
+        camera features are (H, W, 3) uint8 frames named `observation.images.<camera>`, stored in mp4 videos
+        ("video") or as PNG in the data files ("image", LeRobot's use_videos=False: lossless, larger)."""
         root = Path(root)
         if root.exists():
             raise FileExistsError(f"{root} already exists; choose a new dataset folder")
         for name, spec in features.items():
             if name in INDEX_FEATURES or name == "task":
                 raise ValueError(f"feature name {name!r} is reserved by the format")
-            if spec["dtype"] == "video" and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
-                raise ValueError(f"video feature {name!r} must have shape (H, W, 3), got {spec['shape']}")
+            if spec["dtype"] in CAMERA_DTYPES and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
+                raise ValueError(f"camera feature {name!r} must have shape (H, W, 3), got {spec['shape']}")
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.writing-", dir=root.parent))
         full = {k: {"dtype": v["dtype"], "shape": list(v["shape"]), "names": v.get("names")} for k, v in
@@ -116,7 +129,7 @@ class LeRobotDatasetWriter:
         checked = {"task": str(frame["task"])}
         for key, spec in self.features.items():
             value = np.asarray(frame[key])
-            if spec["dtype"] == "video":
+            if spec["dtype"] in CAMERA_DTYPES:
                 if value.dtype != np.uint8 or list(value.shape) != spec["shape"]:
                     raise ValueError(f"'{key}' must be uint8 {tuple(spec['shape'])}, got {value.dtype} {value.shape}")
             else:
@@ -145,24 +158,31 @@ class LeRobotDatasetWriter:
                                "dataset_from_index": self.total_frames,
                                "dataset_to_index": self.total_frames + length}
 
-        columns: dict[str, Any] = {
+        # Columns in info.json's order (features, then the index columns), as LeRobot writes them: its reader
+        # casts a subset of episodes to the schema of info.json and refuses any other order.
+        columns: dict[str, Any] = {}
+        for key in self.features:
+            if key in self.image_keys:
+                columns[key] = [{"bytes": _png(f[key]), "path": None} for f in frames]
+            elif key in self.numeric_keys:
+                values = np.stack([f[key] for f in frames])
+                columns[key] = list(values)
+                self.values[key].append(values)
+                for name, value in stats_lib.feature_stats(values).items():
+                    row[f"stats/{key}/{name}"] = value.tolist()
+        columns.update({
             "timestamp": np.arange(length, dtype=np.float32) / self.fps,
             "frame_index": np.arange(length, dtype=np.int64),
             "episode_index": np.full(length, episode, dtype=np.int64),
             "index": np.arange(self.total_frames, self.total_frames + length, dtype=np.int64),
             "task_index": np.array([self.tasks[f["task"]] for f in frames], dtype=np.int64),
-        }
-        for key in self.numeric_keys:
-            values = np.stack([f[key] for f in frames])
-            columns[key] = list(values)
-            self.values[key].append(values)
-            for name, value in stats_lib.feature_stats(values).items():
-                row[f"stats/{key}/{name}"] = value.tolist()
+        })
         self._append_data(row, pd.DataFrame(columns))
 
-        for key in self.video_keys:
+        for key in self.camera_keys:
             images = np.stack([f[key] for f in frames])
-            row.update(self._append_video(key, images))
+            if key in self.video_keys:
+                row.update(self._append_video(key, images))
             # Image stats from at most 20 frames per episode, 4x subsampled in space (LeRobot samples too).
             sample = images[np.linspace(0, length - 1, min(length, 20)).astype(int)][:, ::4, ::4]
             self.image_samples[key].append(sample)
@@ -187,7 +207,11 @@ class LeRobotDatasetWriter:
         chunk, file = self._data_file
         path = self.tmp / DATA_PATH.format(chunk_index=chunk, file_index=file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(pd.concat(self._data_rows, ignore_index=True), preserve_index=False)
+        frames = pd.concat(self._data_rows, ignore_index=True)
+        table = pa.Table.from_pandas(frames, preserve_index=False)
+        for key in self.image_keys:  # pandas cannot tell an all-None path column is a string
+            table = table.set_column(table.schema.get_field_index(key), key,
+                                     pa.array(frames[key].tolist(), type=IMAGE_STRUCT))
         pq.write_table(table, path)
         self._data_rows = []
 
@@ -243,6 +267,8 @@ class LeRobotDatasetWriter:
     def _info(self) -> dict[str, Any]:
         features = {}
         for key, spec in self.features.items():
+            if spec["dtype"] == "image":
+                spec = {**spec, "names": ["height", "width", "channels"]}
             if spec["dtype"] == "video":
                 height, width, channels = spec["shape"]
                 spec = {**spec, "names": ["height", "width", "channels"], "info": {
@@ -278,74 +304,82 @@ class Episode:
 
 
 class LeRobotDataset:
-    """Read a LeRobot v3.0 dataset from a local folder. Numeric features are loaded into memory; video frames
-    are decoded on demand."""
+    """Read a LeRobot v3.0 dataset from a local folder. Numeric features are loaded into memory; camera frames are
+    decoded on demand, from the videos or, for cameras stored as images (`dtype: "image"`), from the PNG bytes in
+    the data files. The metadata is checked against the files it describes (frame counts, fps and sizes of the
+    videos) before anything is read for training."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.info = self.read_info(self.root)
         self.fps = float(self.info["fps"])
         self.features: dict[str, dict] = self.info["features"]
-        self.camera_keys = [k for k, f in self.features.items() if f["dtype"] == "video"]
+        self.camera_keys = [k for k, f in self.features.items() if f["dtype"] in CAMERA_DTYPES]
+        self.video_keys = [k for k in self.camera_keys if self.features[k]["dtype"] == "video"]
         episode_files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
         self.episodes_table = self._read_parquets(episode_files, "meta/episodes")
         self.episodes = [
             Episode(int(r["episode_index"]), int(r["dataset_from_index"]), int(r["length"]), tuple(r["tasks"]))
             for r in self.episodes_table.to_pylist()
         ]
-        tasks = pd.read_parquet(self._existing(self.root / "meta" / "tasks.parquet"))
+        tasks = self._read_parquets([self.root / "meta" / "tasks.parquet"], "meta/tasks").to_pandas()
         self.tasks = [str(t) for t in tasks.sort_values("task_index").index]
-        self.stats = {}
-        if (self.root / "meta" / "stats.json").is_file():
-            self.stats = stats_lib.from_json(json.loads((self.root / "meta" / "stats.json").read_text()))
+        self.stats = read_stats(self.root)
         self._load_data()
-        self._video_segments = {key: self._segments(key) for key in self.camera_keys}
+        self._video_segments = {key: self._segments(key) for key in self.video_keys}
         self._decoder = VideoDecoder()
+
+    def camera_size(self, key: str) -> tuple[int, int]:
+        """(height, width) of camera feature `key` as recorded."""
+        return camera_size(self.features[key], f"{info_path(self.root)}: feature {key!r}")
 
     def _segments(self, key: str) -> dict[int, tuple[Path, float]]:
         """episode index -> (video file, timestamp of the episode's first frame in it)."""
         segments = {}
-        for row in self.episodes_table.select(
-            ["episode_index", f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
-        ).to_pylist():
+        columns = [f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp"]
+        missing = [c for c in columns if c not in self.episodes_table.column_names]
+        if missing:
+            raise ValueError(f"{self.root}: meta/episodes has no columns {missing} for video feature {key!r}")
+        for row in self.episodes_table.select(["episode_index", *columns]).to_pylist():
             path = self.root / self.info["video_path"].format(
-                video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
+                video_key=key, chunk_index=row[columns[0]], file_index=row[columns[1]]
             )
-            if not path.is_file():
-                raise FileNotFoundError(f"video file is missing: {path}")
-            segments[int(row["episode_index"])] = (path, float(row[f"videos/{key}/from_timestamp"]))
+            segments[int(row["episode_index"])] = (path, float(row[columns[2]]))
+        for path in sorted({path for path, _ in segments.values()}):
+            self._check_video(key, path)
         return segments
 
-    def _existing(self, path: Path) -> Path:
-        if not path.is_file():
-            raise FileNotFoundError(f"dataset file is missing: {path}")
-        return path
+    def _check_video(self, key: str, path: Path) -> None:
+        """The video file agrees with info.json: frame rate and frame size (else frames would be picked or sized
+        wrongly without a word)."""
+        fps, height, width = probe_video(path)
+        if abs(fps - self.fps) > 1e-3 * self.fps:
+            raise ValueError(f"{info_path(self.root)} says fps {self.info['fps']}, but {path} runs at {fps:g} "
+                             f"frames per second")
+        if (height, width) != self.camera_size(key):
+            raise ValueError(f"{info_path(self.root)} says {key!r} is {self.camera_size(key)} (height, width), but "
+                             f"{path} is {(height, width)}")
 
     @staticmethod
     def read_info(root: str | os.PathLike) -> dict:
-        """meta/info.json of a v3 dataset (fps, features with their shapes, ...), without loading any data."""
-        info_path = Path(root) / "meta" / "info.json"
-        if not info_path.is_file():
-            raise FileNotFoundError(f"{root} is not a LeRobot dataset: {info_path} is missing")
-        try:
-            info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{info_path} is not valid JSON: {error}") from error
-        version = str(info.get("codebase_version", ""))
-        if not version.startswith("v3"):
-            raise ValueError(f"{info_path}: codebase_version {version!r} is not supported (expected v3.x)")
-        return info
+        """meta/info.json of a v3 dataset (fps, features with their shapes, ...), checked, without loading data."""
+        return read_info(root, "v3")
 
     def _read_parquets(self, paths: list[Path], what: str) -> pa.Table:
         if not paths:
             raise FileNotFoundError(f"{self.root}: no {what} parquet files")
         tables = []
         for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"dataset file is missing: {path}")
             try:
-                tables.append(pq.read_table(self._existing(path)))
-            except pa.ArrowInvalid as error:
+                tables.append(pq.read_table(path))
+            except (pa.ArrowException, OSError) as error:  # a damaged body fails in its thrift decoder (OSError)
                 raise ValueError(f"corrupt parquet file {path}: {error}") from error
-        return pa.concat_tables(tables)
+        try:
+            return pa.concat_tables(tables)
+        except pa.ArrowInvalid as error:
+            raise ValueError(f"{self.root}: the {what} parquet files do not share one schema: {error}") from error
 
     def _load_data(self) -> None:
         files = sorted({(int(c), int(f)) for c, f in zip(self.episodes_table["data/chunk_index"].to_pylist(),
@@ -360,22 +394,36 @@ class LeRobotDataset:
         if not np.array_equal(index, np.arange(len(index))):
             raise ValueError(f"{self.root}: data rows are not in 'index' order 0..{len(index) - 1}")
         self.columns: dict[str, np.ndarray] = {}
+        self._images: dict[str, pa.Array] = {}  # PNG bytes per frame of cameras stored as images
         for key, spec in self.features.items():
             if spec["dtype"] == "video":
                 continue
             if key not in table.column_names:
                 raise ValueError(f"{self.root}: feature {key!r} is in info.json but not in the data files")
             column = table[key].combine_chunks()
-            if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+            if spec["dtype"] == "image":
+                self._images[key] = self._image_bytes(key, column)
+            elif pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
                 values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+                self.columns[key] = values.astype(spec["dtype"])
             else:
-                values = column.to_numpy(zero_copy_only=False)
-            self.columns[key] = values.astype(spec["dtype"])
+                self.columns[key] = column.to_numpy(zero_copy_only=False).astype(spec["dtype"])
         for episode in self.episodes:
             got = int((self.columns["episode_index"] == episode.index).sum())
             if got != episode.length:
                 raise ValueError(f"{self.root}: episode {episode.index} has length {episode.length} in meta/episodes "
                                  f"but {got} rows in the data files")
+
+    def _image_bytes(self, key: str, column: pa.Array) -> pa.Array:
+        """The encoded images of an image feature: LeRobot stores them as {bytes, path} structs."""
+        if not pa.types.is_struct(column.type) or column.type.get_field_index("bytes") < 0:
+            raise ValueError(f"{self.root}: image feature {key!r} must be stored as {{bytes, path}} structs in the "
+                             f"data files, got {column.type}")
+        images = column.field("bytes")
+        if images.null_count:
+            raise ValueError(f"{self.root}: image feature {key!r} has {images.null_count} frames without embedded "
+                             f"image bytes (images stored as separate files are not supported)")
+        return images
 
     @property
     def num_frames(self) -> int:
@@ -393,8 +441,22 @@ class LeRobotDataset:
         key = camera if camera in self.features else IMAGE_PREFIX + camera
         if key not in self.camera_keys:
             raise ValueError(f"camera {camera!r} does not exist; this dataset has {self.camera_keys}")
+        if key in self._images:
+            start = next(e.start for e in self.episodes if e.index == episode)
+            return np.stack([self._decode_image(key, start + int(i)) for i in frame_indices])
         path, start = self._video_segments[key][episode]
         return self._decoder.decode(path, start + np.asarray(frame_indices) / self.fps, self.fps)
+
+    def _decode_image(self, key: str, index: int) -> np.ndarray:
+        try:
+            with Image.open(io.BytesIO(self._images[key][index].as_py())) as image:
+                frame = np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{self.root}: frame {index} of {key!r} is not a readable image: {error}") from error
+        if frame.shape[:2] != self.camera_size(key):
+            raise ValueError(f"{info_path(self.root)} says {key!r} is {self.camera_size(key)} (height, width), but "
+                             f"frame {index} is {frame.shape[:2]}")
+        return frame
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -8,6 +8,7 @@ with the checkpoint so deployment undoes exactly what training did.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,22 @@ import torch
 from torch import Tensor
 
 EPS = 1e-6
+# A quantile range narrower than this share of the min..max range is not a spread of the data but an artefact:
+# LeRobot aggregates a dataset's quantiles as the length-weighted mean of per-episode quantiles, so a dimension
+# that is constant within each episode but differs between them (a gripper open in one task, closed in another)
+# gets q01 == q99 although its values span min..max. Dividing by that range sends the normalised values to ~1e5.
+MIN_QUANTILE_SHARE = 1e-2
+
+
+def _fallback_ranges(offset: np.ndarray, scale: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     degenerate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where `degenerate`: min..max -> [-1, 1] when the dimension varies, else the identity around its value
+    (also where min/max are unknown: NaN)."""
+    half_range = (high - low) / 2
+    varies = half_range > EPS  # False for NaN
+    offset = np.where(degenerate & varies, (high + low) / 2, offset)
+    scale = np.where(degenerate, np.where(varies, half_range, 1.0), scale)
+    return offset, scale
 
 
 @dataclass
@@ -28,14 +45,31 @@ class Normalizer:
     clip: bool
 
     @classmethod
-    def from_stats(cls, stats: dict[str, np.ndarray], mode: str = "quantile") -> Normalizer:
-        if mode == "quantile":
-            low, high = np.asarray(stats["q01"]), np.asarray(stats["q99"])
-            offset, scale = (high + low) / 2, np.maximum((high - low) / 2, EPS)
-        elif mode == "mean_std":
-            offset, scale = np.asarray(stats["mean"]), np.maximum(np.asarray(stats["std"]), EPS)
-        else:
+    def from_stats(cls, stats: dict[str, np.ndarray], mode: str = "quantile", name: str = "feature") -> Normalizer:
+        """stats: LeRobot's per-dimension statistics (q01/q99 for "quantile", mean/std for "mean_std"; min/max for
+        the fallback). A dimension whose range is (near) zero never divides by it: it falls back to min/max, or to
+        the identity when it is constant, with a warning naming the dimensions (`name` says which feature)."""
+        if mode not in ("quantile", "mean_std"):
             raise ValueError(f"normalisation mode must be 'quantile' or 'mean_std', got {mode!r}")
+        missing = sorted({"q01", "q99"} - set(stats) if mode == "quantile" else {"mean", "std"} - set(stats))
+        if missing:
+            raise ValueError(f"statistics of {name!r} lack {missing} (they have {sorted(stats)})")
+        unknown = np.full(np.shape(stats["q01" if mode == "quantile" else "mean"]), np.nan)
+        low = np.asarray(stats.get("min", unknown), dtype=np.float64)
+        high = np.asarray(stats.get("max", unknown), dtype=np.float64)
+        if mode == "quantile":
+            q01, q99 = np.asarray(stats["q01"], dtype=np.float64), np.asarray(stats["q99"], dtype=np.float64)
+            offset, scale = (q99 + q01) / 2, (q99 - q01) / 2
+            degenerate = scale <= np.fmax(EPS, MIN_QUANTILE_SHARE * (high - low) / 2)  # fmax: NaN min/max ignored
+        else:
+            offset, scale = np.asarray(stats["mean"], dtype=np.float64), np.asarray(stats["std"], dtype=np.float64)
+            degenerate = scale <= EPS
+        if degenerate.any():
+            dims = np.flatnonzero(degenerate).tolist()
+            warnings.warn(f"{name}: dims {dims} have a (near-)zero {'q01..q99' if mode == 'quantile' else 'std'} "
+                          f"range; they are normalised with min..max instead (or left as they are where min == max)",
+                          stacklevel=2)
+            offset, scale = _fallback_ranges(offset, scale, low, high, degenerate)
         return cls(torch.as_tensor(offset, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32), False)
 
     def normalize(self, x: Tensor) -> Tensor:

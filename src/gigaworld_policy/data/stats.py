@@ -36,6 +36,3 @@ def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
 def to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict:
     return {key: {name: np.asarray(v).tolist() for name, v in s.items()} for key, s in stats.items()}
 
-
-def from_json(data: dict) -> dict[str, dict[str, np.ndarray]]:
-    return {key: {name: np.asarray(v, dtype=np.float64) for name, v in s.items()} for key, s in data.items()}

@@ -13,6 +13,7 @@ For frame t of an episode of length L a sample holds:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,10 +73,10 @@ class PolicyDataset(Dataset):
         self.state_normalizer = self.action_normalizer = None
         if self.has_state:
             self.state_normalizer = (Normalizer.from_dict(given["state"]) if given.get("state")
-                                     else Normalizer.from_stats(dataset.stats[STATE], data.normalization))
+                                     else Normalizer.from_stats(self._stats(STATE), data.normalization, STATE))
         if self.has_actions:
             self.action_normalizer = (Normalizer.from_dict(given["action"]) if given.get("action")
-                                      else Normalizer.from_stats(self._action_stats(), data.normalization))
+                                      else Normalizer.from_stats(self._action_stats(), data.normalization, ACTION))
 
     @property
     def embodiment_name(self) -> str:
@@ -94,7 +95,7 @@ class PolicyDataset(Dataset):
     def _cameras(self) -> list[str]:
         available = self.dataset.camera_keys
         if not available:
-            raise ValueError(f"{self.dataset.root} has no camera (video) features")
+            raise ValueError(f"{self.dataset.root} has no camera (video or image) features")
         if not self.data.cameras:
             return available
         chosen = []
@@ -105,9 +106,20 @@ class PolicyDataset(Dataset):
             chosen.append(key)
         return chosen
 
+    def _stats(self, key: str) -> dict[str, np.ndarray]:
+        """The dataset's statistics of `key`, computed from its values (all in memory) where meta/stats.json lacks
+        what the normaliser needs: LeRobot's v2.1 -> v3.0 converter, for one, writes no quantiles."""
+        stored = self.dataset.stats.get(key, {})
+        wanted = {"min", "max", *(("q01", "q99") if self.data.normalization == "quantile" else ("mean", "std"))}
+        if wanted <= stored.keys():
+            return stored
+        warnings.warn(f"{self.dataset.root}: meta/stats.json has no {sorted(wanted - stored.keys())} for {key!r}; "
+                      f"computed from the data instead", stacklevel=3)
+        return feature_stats(self.dataset.columns[key])
+
     def _action_stats(self) -> dict[str, np.ndarray]:
         if not self.data.delta_action_dims:
-            return self.dataset.stats[ACTION]
+            return self._stats(ACTION)
         # Statistics of a_{t+k} - s_t over chunks starting at a random subset of frames.
         rng = np.random.default_rng(self.data.seed)
         frames = rng.choice(len(self.dataset.columns[ACTION]), min(self.data.delta_stats_frames, len(self)),
@@ -124,7 +136,7 @@ class PolicyDataset(Dataset):
             "action": self.action_normalizer.to_dict() if self.action_normalizer else None,
             "delta_action_dims": list(self.data.delta_action_dims),
             "cameras": [c.removeprefix("observation.images.") for c in self.cameras],
-            "camera_sizes": [self.dataset.features[c]["shape"][:2] for c in self.cameras],  # (H, W) recorded
+            "camera_sizes": [list(self.dataset.camera_size(c)) for c in self.cameras],  # (H, W) recorded
             "layout": self.layout,
             "fit": self.data.fit,
         }

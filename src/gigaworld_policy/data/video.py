@@ -53,6 +53,22 @@ class VideoEncoder:
         self.container.close()
 
 
+def probe_video(path: str | Path) -> tuple[float, int, int]:
+    """(frames per second, height, width) of the first video stream of a file, from its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file is missing: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            return float(rate), stream.height, stream.width
+    except av.error.FFmpegError as error:
+        raise ValueError(f"cannot open video {path}: {error}") from error
+
+
 class VideoDecoder:
     """Decodes frames at timestamps, keeping up to `max_open` containers open (one cache per process)."""
 

@@ -1,0 +1,192 @@
+"""Datasets as LeRobot's own tools leave them: aggregated statistics, no quantiles, cameras stored as images, the
+column order of its reader; and every broken metadata file gets a sentence that names it."""
+
+import json
+import warnings
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from helpers import CAMERAS, write_dataset
+
+from gigaworld_policy import EmbodimentSpec, GigaWorldPolicy, PolicyConfig
+from gigaworld_policy.cli import main
+from gigaworld_policy.data import LeRobotDataset, LeRobotDatasetWriter, PolicyDataset
+from gigaworld_policy.data.stats import QUANTILES
+
+
+def tiny_config(**changes) -> PolicyConfig:
+    config = PolicyConfig.preset("tiny").replace(embodiments=(EmbodimentSpec("robot", 4, 4),), max_state_dim=4,
+                                                 max_action_dim=4, chunk_size=8, num_future_frames=2,
+                                                 future_stride=4)
+    return config.replace(**changes)
+
+
+def write_gripper_dataset(root, lengths=(12, 10, 14)):
+    """Actions whose dim 3 (a gripper) is constant within each episode but differs between them (+1, -1, +1) and
+    whose dim 2 is 0.5 throughout; dims 0, 1 vary."""
+    rng = np.random.default_rng(1)
+    features = {"observation.images.top": {"dtype": "video", "shape": [16, 16, 3]},
+                "observation.state": {"dtype": "float32", "shape": [4]},
+                "action": {"dtype": "float32", "shape": [4]}}
+    with LeRobotDatasetWriter.create(root, fps=10, features=features) as writer:
+        for episode, length in enumerate(lengths):
+            for _ in range(length):
+                action = np.array([*rng.normal(size=2), 0.5, 1.0 if episode % 2 == 0 else -1.0], dtype=np.float32)
+                writer.add_frame({"observation.images.top": rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                                  "observation.state": rng.normal(size=4).astype(np.float32), "action": action,
+                                  "task": "grip"})
+            writer.save_episode()
+        writer.finalize()
+
+
+def aggregate_like_lerobot(root) -> None:
+    """Rewrite meta/stats.json as LeRobot's aggregation does: each quantile is the length-weighted mean of the
+    per-episode quantiles (min/max/mean/std are aggregated exactly)."""
+    episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    lengths = np.array([e["length"] for e in episodes], dtype=np.float64)
+    for key in ("observation.state", "action"):
+        for name in QUANTILES:
+            per_episode = np.array([e[f"stats/{key}/{name}"] for e in episodes])
+            stats[key][name] = (per_episode * lengths[:, None]).sum(0) / lengths.sum()
+            stats[key][name] = stats[key][name].tolist()
+    (root / "meta" / "stats.json").write_text(json.dumps(stats))
+
+
+def test_quantiles_aggregated_by_lerobot_do_not_blow_up_the_actions(tmp_path):
+    root = tmp_path / "ds"
+    write_gripper_dataset(root)
+    aggregate_like_lerobot(root)
+    stats = LeRobotDataset(root).stats["action"]
+    assert stats["q01"][3] == pytest.approx(stats["q99"][3])  # the artefact: the gripper looks constant
+    with pytest.warns(UserWarning, match=r"action: dims \[2, 3\] have a \(near-\)zero q01..q99 range"):
+        samples = PolicyDataset(LeRobotDataset(root), tiny_config())
+    actions = torch.stack([samples.sample(i, images=False)["actions"] for i in range(len(samples))])
+    assert torch.allclose(actions[..., 3].abs(), torch.ones(())), "the gripper maps min..max to -1..1"
+    assert torch.equal(actions[..., 2], torch.zeros_like(actions[..., 2])), "a constant dim is left as it is"
+    assert actions.abs().max() < 10
+    batch = torch.utils.data.default_collate([samples[i] for i in range(0, 30, 5)])
+    batch["text_embeds"] = torch.ones(len(batch["task"]), 2, tiny_config().transformer.text_dim)
+    torch.manual_seed(0)
+    loss, _ = GigaWorldPolicy(tiny_config()).compute_loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and loss < 100
+
+
+def test_statistics_without_quantiles_are_computed_from_the_data(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root)
+    exact = PolicyDataset(LeRobotDataset(root), tiny_config())
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    for key in ("observation.state", "action"):
+        stats[key] = {k: v for k, v in stats[key].items() if k not in QUANTILES}  # as LeRobot's v2.1 converter
+    (root / "meta" / "stats.json").write_text(json.dumps(stats))
+    with pytest.warns(UserWarning, match=r"meta/stats.json has no \['q01', 'q99'\] for 'action'; computed from"):
+        computed = PolicyDataset(LeRobotDataset(root), tiny_config())
+    for name in ("state_normalizer", "action_normalizer"):
+        assert torch.allclose(getattr(computed, name).scale, getattr(exact, name).scale)
+        assert torch.allclose(getattr(computed, name).offset, getattr(exact, name).offset)
+
+
+def test_cameras_stored_as_images_read_back_exactly(tmp_path):
+    root = tmp_path / "ds"
+    records = write_dataset(root, camera_dtype="image")
+    assert not (root / "videos").exists()
+    dataset = LeRobotDataset(root)
+    assert dataset.camera_keys == [f"observation.images.{c}" for c in CAMERAS]
+    for episode in dataset.episodes:
+        frames = dataset.frames("left", episode.index, [0, episode.length - 1])
+        assert np.array_equal(frames[0], records[episode.start]["observation.images.left"])
+        assert np.array_equal(frames[1], records[episode.start + episode.length - 1]["observation.images.left"])
+    sample = PolicyDataset(dataset, tiny_config())[25]
+    assert sample["image"].shape == (3, *tiny_config().image_size) and sample["future_images"].shape[0] == 2
+
+
+def test_data_columns_follow_the_order_of_info_json(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root)
+    features = json.loads((root / "meta" / "info.json").read_text())["features"]
+    stored = [k for k, spec in features.items() if spec["dtype"] != "video"]
+    for path in (root / "data").rglob("*.parquet"):
+        assert pq.read_schema(path).names == stored
+
+
+def edit_info(root, **changes) -> None:
+    path = root / "meta" / "info.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def edit_camera(root, key, **changes) -> None:
+    path = root / "meta" / "info.json"
+    info = json.loads(path.read_text())
+    info["features"][key].update(changes)
+    path.write_text(json.dumps(info))
+
+
+BROKEN_METADATA = {
+    "info is a list": (lambda root: (root / "meta" / "info.json").write_text("[1, 2]"),
+                       r"info.json must hold a JSON object, got a list"),
+    "no features": (lambda root: edit_info(root, features=None), r"info.json: 'features' must be a JSON object"),
+    "fps 0": (lambda root: edit_info(root, fps=0), r"info.json: 'fps' must be a positive number, got 0"),
+    "fps a string": (lambda root: edit_info(root, fps="10"), r"info.json: 'fps' must be a positive number, got '10'"),
+    "fps of other videos": (lambda root: edit_info(root, fps=11),
+                            r"info.json says fps 11, but .*file-000.mp4 runs at 10 frames per second"),
+    "camera size of other videos": (lambda root: edit_camera(root, "observation.images.top", shape=[40, 48, 3]),
+                                    r"info.json says 'observation.images.top' is \(40, 48\) \(height, width\), but "
+                                    r".*file-000.mp4 is \(32, 48\)"),
+    "camera shape": (lambda root: edit_camera(root, "observation.images.top", shape=[32, 48]),
+                     r"feature 'observation.images.top': a camera's shape must be \(height, width, 3\)"),
+    "garbage info": (lambda root: (root / "meta" / "info.json").write_bytes(b"\xff\xfe\x00garbage"),
+                     r"info.json is not valid JSON"),
+    "garbage stats": (lambda root: (root / "meta" / "stats.json").write_bytes(b"\x89PNG\x00\xff"),
+                      r"stats.json is not valid JSON"),
+    "stats not numbers": (lambda root: (root / "meta" / "stats.json").write_text('{"action": {"mean": "a"}}'),
+                          r"stats.json: statistics of 'action' must be numbers"),
+    "v2.1": (lambda root: edit_info(root, codebase_version="v2.1"),
+             r"codebase_version 'v2.1' is not supported here \(expected v3.x\); convert it with `gwp convert "
+             r"lerobot-v21 SRC DST`"),
+    "corrupt parquet body": (lambda root: corrupt_middle(next((root / "data").rglob("*.parquet"))),
+                             r"corrupt parquet file .*file-000.parquet"),
+}
+
+
+def corrupt_middle(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8: len(data) // 2] = b"\x55" * (len(data) // 2 - 8)  # keeps the magic bytes and the footer
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def clean_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean") / "ds"
+    write_dataset(root, lengths=(12, 10))
+    return root
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_METADATA))
+def test_broken_metadata_is_named(case, clean_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(clean_dataset, root)
+    breaks, message = BROKEN_METADATA[case]
+    breaks(root)
+    with pytest.raises(ValueError, match=message):
+        LeRobotDataset(root)
+
+
+def test_the_command_line_ends_a_broken_dataset_in_one_sentence(clean_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(clean_dataset, root)
+    edit_info(root, fps=11)
+    with pytest.raises(SystemExit) as stopped, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        main(["train", "--dataset", str(root), "--preset", "tiny", "--steps", "1", "--output-dir",
+              str(tmp_path / "run"), "--log-with", "none", "--num-workers", "0"])
+    message = str(stopped.value.code)
+    assert message.startswith("gwp: error: ") and "\n" not in message
+    assert f"{root / 'meta' / 'info.json'} says fps 11" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
