@@ -190,3 +190,46 @@ def test_the_command_line_ends_a_broken_dataset_in_one_sentence(clean_dataset, t
     assert message.startswith("gwp: error: ") and "\n" not in message
     assert f"{root / 'meta' / 'info.json'} says fps 11" in message
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("camera_dtype", ["video", "image"])
+def test_a_v21_dataset_converts_without_loss(camera_dtype, tmp_path):
+    from lerobot_v21 import CAMERA, VIDEO_PATH, write_v21_dataset
+
+    from gigaworld_policy.data.video import VideoDecoder
+
+    source = tmp_path / "v21"
+    records = write_v21_dataset(source, lengths=(12, 10, 9), camera_dtype=camera_dtype)
+    with pytest.raises(ValueError, match="convert it with `gwp convert lerobot-v21 SRC DST`"):
+        LeRobotDataset(source)
+    main(["convert", "lerobot-v21", str(source), str(tmp_path / "v30")])  # every episode into one file each
+    dataset = LeRobotDataset(tmp_path / "v30")
+    assert [e.length for e in dataset.episodes] == [12, 10, 9] and dataset.num_frames == 31
+    assert dataset.tasks == ["pick the cube", "place the cube"] and dataset.task_of(12) == "place the cube"
+    assert np.array_equal(dataset.columns["action"], np.stack([r["action"] for r in records]))
+    assert np.array_equal(dataset.columns["index"], np.arange(31))
+    decoder = VideoDecoder()
+    for episode in dataset.episodes:
+        got = dataset.frames("top", episode.index, np.arange(episode.length))
+        if camera_dtype == "video":  # the packets are copied: frames decode exactly as from the episode's own file
+            own = source / VIDEO_PATH.format(episode_chunk=0, video_key=CAMERA, episode_index=episode.index)
+            assert np.array_equal(got, decoder.decode(own, np.arange(episode.length) / 10, 10))
+        else:
+            assert np.array_equal(got, np.stack([r[CAMERA] for r in records[episode.start:][:episode.length]]))
+    if camera_dtype == "video":
+        assert len(list((tmp_path / "v30" / "videos").rglob("*.mp4"))) == 1
+        main(["convert", "lerobot-v21", str(source), str(tmp_path / "split"), "--video-files-size-in-mb", "0.001",
+              "--data-files-size-in-mb", "0.001"])
+        split = LeRobotDataset(tmp_path / "split")
+        assert len(list((tmp_path / "split" / "videos").rglob("*.mp4"))) == 3
+        assert len(list((tmp_path / "split" / "data").rglob("*.parquet"))) == 3
+        assert np.array_equal(split.frames("top", 2, [0, 8]), dataset.frames("top", 2, [0, 8]))
+    exact = np.stack([r["action"] for r in records]).astype(np.float64)
+    assert np.allclose(dataset.stats["action"]["q99"], np.quantile(exact, 0.99, axis=0))
+    assert dataset.stats[CAMERA]["mean"].shape == (3, 1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # complete statistics: nothing to fall back on
+        sample = PolicyDataset(dataset, tiny_config())[20]
+    assert sample["actions"].shape == (8, 4)
+    with pytest.raises(SystemExit, match="gwp: error: .*v30 already exists"):
+        main(["convert", "lerobot-v21", str(source), str(tmp_path / "v30")])

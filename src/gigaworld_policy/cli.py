@@ -68,6 +68,13 @@ def _convert_videos(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _convert_lerobot_v21(args: argparse.Namespace) -> None:
+    from .data.lerobot_v21 import convert_lerobot_v21
+
+    path = convert_lerobot_v21(args.src, args.dst, args.data_files_size_in_mb, args.video_files_size_in_mb)
+    print(f"wrote {path}")
+
+
 def _eval_open_loop(args: argparse.Namespace) -> None:
     from .evaluate import open_loop_dataset
     from .inference import load_checkpoint
@@ -258,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     videos.add_argument("--frame-stride", type=int, default=1)
     videos.add_argument("--camera", default="main")
     videos.set_defaults(run=_convert_videos)
+    v21 = convert.add_parser("lerobot-v21", help="LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, no re-encoding")
+    v21.add_argument("src", help="the v2.x dataset folder")
+    v21.add_argument("dst", help="the new v3.0 dataset folder (must not exist)")
+    v21.add_argument("--data-files-size-in-mb", type=float, default=100, help="largest data file (default 100)")
+    v21.add_argument("--video-files-size-in-mb", type=float, default=500, help="largest video file (default 500)")
+    v21.set_defaults(run=_convert_lerobot_v21)
     return parser
 
 

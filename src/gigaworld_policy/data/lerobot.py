@@ -52,7 +52,14 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
+def column_values(column: pa.Array, dtype: str) -> np.ndarray:
+    """A numeric column as (N,) or, for list-valued features, (N, D) values of `dtype`."""
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(dtype)
+    return column.to_numpy(zero_copy_only=False).astype(dtype)
+
+
+def next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
     return (chunk + 1, 0) if file + 1 >= chunks_size else (chunk, file + 1)
 
 
@@ -197,7 +204,7 @@ class LeRobotDatasetWriter:
         buffered = sum(t.memory_usage(deep=True).sum() for t in self._data_rows)
         if self._data_rows and buffered > self.data_limit:
             self._flush_data()
-            self._data_file = _next_file(*self._data_file, self.chunks_size)
+            self._data_file = next_file(*self._data_file, self.chunks_size)
         row["data/chunk_index"], row["data/file_index"] = self._data_file
         self._data_rows.append(frame_table)
 
@@ -219,7 +226,7 @@ class LeRobotDatasetWriter:
         encoder = self._encoders.get(key)
         if encoder is not None and encoder.encoded_bytes > self.video_limit:
             encoder.close()
-            self._video_file[key] = _next_file(*self._video_file[key], self.chunks_size)
+            self._video_file[key] = next_file(*self._video_file[key], self.chunks_size)
             encoder = None
         chunk, file = self._video_file[key]
         if encoder is None:
@@ -403,11 +410,8 @@ class LeRobotDataset:
             column = table[key].combine_chunks()
             if spec["dtype"] == "image":
                 self._images[key] = self._image_bytes(key, column)
-            elif pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
-                values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
-                self.columns[key] = values.astype(spec["dtype"])
             else:
-                self.columns[key] = column.to_numpy(zero_copy_only=False).astype(spec["dtype"])
+                self.columns[key] = column_values(column, spec["dtype"])
         for episode in self.episodes:
             got = int((self.columns["episode_index"] == episode.index).sum())
             if got != episode.length:

@@ -36,3 +36,19 @@ def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
 def to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict:
     return {key: {name: np.asarray(v).tolist() for name, v in s.items()} for key, s in stats.items()}
 
+
+
+def aggregate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The mean/std/min/max/count of the union of parts (e.g. episodes), exactly, from each part's own."""
+    counts = np.array([float(np.asarray(p["count"]).reshape(-1)[0]) for p in parts])
+    weights = (counts / counts.sum()).reshape(-1, *[1] * np.asarray(parts[0]["mean"]).ndim)
+    means = np.stack([np.asarray(p["mean"], dtype=np.float64) for p in parts])
+    second_moments = np.stack([np.asarray(p["std"], dtype=np.float64) ** 2 for p in parts]) + means**2
+    mean = (weights * means).sum(0)
+    return {
+        "mean": mean,
+        "std": np.sqrt(np.maximum((weights * second_moments).sum(0) - mean**2, 0)),
+        "min": np.min([np.asarray(p["min"]) for p in parts], axis=0),
+        "max": np.max([np.asarray(p["max"]) for p in parts], axis=0),
+        "count": np.array([int(counts.sum())]),
+    }

@@ -69,6 +69,37 @@ def probe_video(path: str | Path) -> tuple[float, int, int]:
         raise ValueError(f"cannot open video {path}: {error}") from error
 
 
+def concatenate_videos(paths: list[Path], fps: float, output: Path) -> list[int]:
+    """Join video files one after another into `output` without re-encoding (packets are copied, so every frame
+    decodes bit-identically); file i starts right after the last frame of file i-1. Returns each file's number of
+    frames. All files must share codec and frame size."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    counts = []
+    with av.open(str(output), mode="w") as joined:
+        out_stream, start = None, 0.0
+        for path in paths:
+            try:
+                with av.open(str(path)) as source:
+                    stream = source.streams.video[0]
+                    if out_stream is None:
+                        out_stream = joined.add_stream_from_template(stream)
+                    first = stream.start_time or 0  # a file's first timestamp need not be 0 (B-frames)
+                    shift = round(start / stream.time_base) - first
+                    frames = 0
+                    for packet in source.demux(stream):
+                        if packet.dts is None:  # the demuxer's end-of-stream marker
+                            continue
+                        packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                        packet.stream = out_stream
+                        joined.mux(packet)
+                        frames += 1  # one packet per video frame
+            except av.error.FFmpegError as error:
+                raise ValueError(f"cannot read video {path}: {error}") from error
+            counts.append(frames)
+            start += frames / fps
+    return counts
+
+
 class VideoDecoder:
     """Decodes frames at timestamps, keeping up to `max_open` containers open (one cache per process)."""
 
