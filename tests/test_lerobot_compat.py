@@ -233,3 +233,16 @@ def test_a_v21_dataset_converts_without_loss(camera_dtype, tmp_path):
     assert sample["actions"].shape == (8, 4)
     with pytest.raises(SystemExit, match="gwp: error: .*v30 already exists"):
         main(["convert", "lerobot-v21", str(source), str(tmp_path / "v30")])
+
+
+def test_a_new_writer_removes_what_killed_writers_left(tmp_path):
+    import os
+
+    dead = tmp_path / ".ds.writing-999999999-k1ll3d"  # no such process
+    older = tmp_path / ".ds.writing-x7yz0abc"  # the naming before the pid was in it
+    live = tmp_path / f".ds.writing-{os.getpid()}-running"  # another writer of this process, still at work
+    other = tmp_path / ".other.writing-999999999-k1ll3d"  # another dataset's
+    for folder in (dead, older, live, other):
+        folder.mkdir()
+    LeRobotDatasetWriter.create(tmp_path / "ds", fps=10, features={"a": {"dtype": "float32", "shape": [1]}}).abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

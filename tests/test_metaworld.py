@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from gigaworld_policy.data import LeRobotDatasetWriter
+
 
 def _rendering_available() -> bool:
     try:
@@ -290,3 +292,6 @@ def test_sigterm_while_recording_leaves_no_half_written_dataset(tmp_path, handle
     assert returncode > 0 if handled else returncode == -signal.SIGTERM, returncode
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert (leftovers == []) == handled, leftovers
+    # the next recording into the same folder clears what the killed one left
+    LeRobotDatasetWriter.create(tmp_path / "mw", fps=10, features={"a": {"dtype": "float32", "shape": [1]}}).abort()
+    assert list(tmp_path.iterdir()) == []

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# `.NAME.tmp-*` and `.NAME.old-*` folders of atomic_directory, `.NAME.tmp` files of write_text_atomically
+TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<kind>tmp|tmp-\w+|old-\w+)")
 
 
 @contextlib.contextmanager
@@ -37,12 +41,63 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def private_temporary_directory(parent: Path, prefix: str) -> Path:
+    """A new folder `parent/<prefix><pid>-<random>`: the pid in its name tells `remove_stale_temporaries` whether
+    the process writing it still runs."""
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_stale_temporaries(parent: Path, prefix: str) -> list[Path]:
+    """Remove the folders `parent/<prefix><pid>-*` whose process no longer runs (killed while writing: nothing ran
+    its clean-up), and those of an older naming without a pid. Returns what was removed."""
+    removed = []
+    for path in sorted(parent.glob(f"{glob.escape(prefix)}*")) if parent.is_dir() else []:
+        pid = path.name[len(prefix):].split("-")[0]
+        if path.is_dir() and not (pid.isdigit() and _running(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Replace the file at `path` with `text` in one rename."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, target)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Clear what the writes above left in `folder` when their process died before its `finally` ran (SIGKILL, the
+    out-of-memory killer, a power cut): temporaries are removed, and a folder moved aside to `.NAME.old-*` goes back
+    to NAME if the new one never took its place. Returns the names cleared. Only for a folder nobody writes to now:
+    a write under way has the same temporaries."""
+    folder = Path(folder)
+    cleared = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = TEMPORARY.fullmatch(entry.name)
+        if match is None:
+            continue
+        target, moved_aside = folder / match["target"], entry / match["target"]
+        if match["kind"].startswith("old-") and moved_aside.exists() and not target.exists():
+            os.replace(moved_aside, target)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        cleared.append(entry.name)
+    return cleared
 
 
 def exit_cleanly_on_sigterm() -> None:

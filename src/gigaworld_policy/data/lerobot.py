@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ..atomic import private_temporary_directory, remove_stale_temporaries
 from . import stats as stats_lib
 from .lerobot_meta import CAMERA_DTYPES, camera_size, info_path, read_info, read_stats
 from .video import PIX_FMT, VideoDecoder, VideoEncoder, probe_video
@@ -113,8 +113,9 @@ class LeRobotDatasetWriter:
                 raise ValueError(f"feature name {name!r} is reserved by the format")
             if spec["dtype"] in CAMERA_DTYPES and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
                 raise ValueError(f"camera feature {name!r} must have shape (H, W, 3), got {spec['shape']}")
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.writing-", dir=root.parent))
+        # A writer killed by a signal (SIGKILL, or SIGTERM without our handler) leaves its hidden folder behind.
+        remove_stale_temporaries(root.parent, f".{root.name}.writing-")
+        tmp = private_temporary_directory(root.parent, f".{root.name}.writing-")
         full = {k: {"dtype": v["dtype"], "shape": list(v["shape"]), "names": v.get("names")} for k, v in
                 features.items()}
         return cls(root, tmp, fps, full, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
