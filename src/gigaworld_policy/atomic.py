@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -42,13 +43,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def private_temporary_directory(parent: Path, prefix: str) -> Path:
-    """A new folder `parent/<prefix><pid>-<random>`: the pid in its name tells `remove_stale_temporaries` whether
-    the process writing it still runs."""
+    """A new folder `parent/<prefix><pid>-<random>`: the pid in its name tells `remove_folders_of_dead_writers`
+    whether the process writing it still runs."""
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
 
 
-def remove_stale_temporaries(parent: Path, prefix: str) -> list[Path]:
+def remove_folders_of_dead_writers(parent: Path, prefix: str) -> list[Path]:
     """Remove the folders `parent/<prefix><pid>-*` whose process no longer runs (killed while writing: nothing ran
     its clean-up), and those of an older naming without a pid. Returns what was removed."""
     removed = []
