@@ -12,9 +12,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# `.NAME.tmp-*` and `.NAME.old-*` folders of atomic_directory, `.NAME.tmp` files of write_text_atomically
-TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<kind>tmp|tmp-\w+|old-\w+)")
-
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
@@ -79,15 +76,20 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     os.replace(temporary, target)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
-    """Clear what the writes above left in `folder` when their process died before its `finally` ran (SIGKILL, the
-    out-of-memory killer, a power cut): temporaries are removed, and a folder moved aside to `.NAME.old-*` goes back
-    to NAME if the new one never took its place. Returns the names cleared. Only for a folder nobody writes to now:
-    a write under way has the same temporaries."""
+# `.NAME.tmp-*` and `.NAME.old-*` folders of atomic_directory, `.NAME.tmp` files of write_text_atomically
+INTERRUPTED_WRITE = re.compile(r"\.(?P<target>.+)\.(?P<kind>tmp|tmp-\w+|old-\w+)")
+
+
+def clear_interrupted_writes(folder: str | os.PathLike) -> list[str]:
+    """Clear what atomic_directory and write_text_atomically left in `folder` when their process died before its
+    `finally` ran (SIGKILL, the out-of-memory killer, a power cut): temporaries are removed, and a folder moved aside
+    to `.NAME.old-*` goes back to NAME if the new one never took its place. Returns the names cleared. Only for a
+    folder with one owner that is not writing now (e.g. a training run's output, at its start): a write under way
+    has the same temporaries (`remove_folders_of_dead_writers` tells them apart by pid, where many write)."""
     folder = Path(folder)
     cleared = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-        match = TEMPORARY.fullmatch(entry.name)
+        match = INTERRUPTED_WRITE.fullmatch(entry.name)
         if match is None:
             continue
         target, moved_aside = folder / match["target"], entry / match["target"]

@@ -88,10 +88,12 @@ def _eval_open_loop(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .envs.metaworld import MetaWorldEnv, state_names
+    from .envs.metaworld import MetaWorldEnv, check_tasks, state_names
     from .evaluate import closed_loop, report_markdown
     from .inference import Predictor
 
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_tasks(tasks)  # all of them before the first one runs and writes its videos
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
                                           temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
     given = len(state_names(args.observe_goal))
@@ -103,7 +105,6 @@ def _eval(args: argparse.Namespace) -> None:
         return MetaWorldEnv(task, tuple(predictor.cameras), predictor.camera_sizes[0], args.max_steps,
                             args.goal_marker_radius, args.observe_goal)
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,
                          with_video=args.video)
     print(report_markdown(report))

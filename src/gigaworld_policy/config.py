@@ -8,9 +8,12 @@ Every config checks its shape rules when it is built and says which rule broke.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -211,11 +214,23 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyConfig:
+        """The config `to_dict` gave; a key that is not a field is an error that names it."""
+        _check_fields(cls, data)
         data = dict(data)
-        data["transformer"] = WanConfig(**data.get("transformer", {}))
-        data["codec"] = CodecConfig(**data.get("codec", {}))
-        data["embodiments"] = tuple(EmbodimentSpec(**e) for e in data.get("embodiments", ()))
+        data["transformer"] = _from_fields(WanConfig, data.get("transformer", {}), "transformer.")
+        data["codec"] = _from_fields(CodecConfig, data.get("codec", {}), "codec.")
+        data["embodiments"] = tuple(_from_fields(EmbodimentSpec, e, f"embodiments[{i}].")
+                                    for i, e in enumerate(data.get("embodiments", ())))
         return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> PolicyConfig:
+        """A config.json (a checkpoint's, or a --policy-config); what is wrong with it is said with its path."""
+        data = read_json(path)
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as error:  # TypeError: a value of the wrong type met a shape rule
+            raise ValueError(f"{path}: {error}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -228,6 +243,41 @@ class PolicyConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name]()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in `path`; a file that is not JSON (cut short, binary) is a ValueError that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a JSON file ({error})") from None
+
+
+def _check_fields(cls: type, data: Any, prefix: str = "") -> None:
+    """Refuse `data` unless it is a dict of `cls`'s fields; an unknown key is named (with the field it may mean),
+    not left to the constructor's TypeError, which names only the first one."""
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "the config"
+        raise ValueError(f"{where} must be an object of {cls.__name__} fields, got {type(data).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        guesses = [did_you_mean(key, known) for key in unknown]
+        named = ", ".join(repr(prefix + key) + guess for key, guess in zip(unknown, guesses, strict=True))
+        # the whole list only when a guess is missing: a typo's one suggestion reads better without it
+        fields = "" if all(guesses) else f"; {cls.__name__} has {known}"
+        raise ValueError(f"unknown config field{'s' * (len(unknown) > 1)} {named}{fields}")
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """' (did you mean 'chunk_size'?)' for a name close to one of `known`, else ''."""
+    close = difflib.get_close_matches(name, known, 1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _from_fields(cls: type, data: Any, prefix: str):
+    _check_fields(cls, data, prefix)
+    return cls(**data)
 
 
 def _tiny() -> PolicyConfig:

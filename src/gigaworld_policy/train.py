@@ -12,7 +12,9 @@ Output folder:
     OUT/checkpoints/<step>/                  a policy folder (config.json, model.safetensors, ema.safetensors,
                                              normalization.json) + training_state/ (optimizer, scheduler, RNG,
                                              data position; no second copy of the weights), written atomically
-    OUT/checkpoints/last -> <step>           the newest complete checkpoint
+    OUT/checkpoints/last -> <step>           the newest complete checkpoint (resume checks it whole before it loads)
+    OUT/checkpoints/.<step>.staging, .tmp-*  what a save killed midway leaves; the next run in OUT removes it (and
+                                             prunes to --keep-checkpoints, even if it saves nothing)
     OUT/logs/                                TensorBoard event files
     OUT/metrics.jsonl                        the same scalars, one JSON object per logged step; losses are
                                              means over the steps since the previous log line (a resumed run
@@ -29,6 +31,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from .atomic import atomic_directory, write_text_atomically
+from .atomic import atomic_directory, clear_interrupted_writes, write_text_atomically
 from .config import EmbodimentSpec, PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
@@ -123,7 +126,7 @@ class TrainConfig:
         if base is not None:
             config = base
         elif self.policy_config:
-            config = PolicyConfig.from_dict(json.loads(Path(self.policy_config).read_text()))
+            config = PolicyConfig.from_file(self.policy_config)
         else:
             config = PolicyConfig.preset(self.preset)
         names = (*LOSS_OVERRIDES, *ARCHITECTURE_OVERRIDES)
@@ -177,6 +180,9 @@ class EMA:
 
     def load_shadow(self, folder: Path) -> None:
         """Resume the average from a checkpoint folder's ema.safetensors (its only copy)."""
+        if not (folder / EMA_WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"{folder / EMA_WEIGHTS_NAME} is missing (runs with --ema-decay 0 write none): "
+                                    f"resume with --ema-decay 0")
         stored = load_file(str(folder / EMA_WEIGHTS_NAME))
         if stored.keys() != self.shadow.keys():
             raise ValueError(f"{folder / EMA_WEIGHTS_NAME} does not hold the EMA weights of this model")
@@ -294,9 +300,10 @@ def _collate_without_actions(samples: list[dict]) -> dict:
 
 
 def _trim_metrics_log(metrics_log: Path, last_step: int) -> None:
-    """Drop the lines logged after the checkpoint a run resumes from: the resumed run logs those steps again."""
+    """Drop the lines logged after the checkpoint a run starts from (step 0 for a new run): the run logs those steps
+    again. A last line without its newline is a write cut short by a kill, and goes too."""
     if metrics_log.exists():
-        lines = metrics_log.read_text().splitlines(keepends=True)
+        lines = [line for line in metrics_log.read_text().splitlines(keepends=True) if line.endswith("\n")]
         write_text_atomically(metrics_log, "".join(line for line in lines if json.loads(line)["step"] <= last_step))
 
 
@@ -305,12 +312,62 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return last.resolve() if last.exists() else None
 
 
+def _step_folders(root: Path) -> list[Path]:
+    """The checkpoint folders under `root`, oldest first (by number: a seventh digit comes at step 1,000,000)."""
+    return sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _prune_checkpoints(root: Path, keep: int) -> None:
+    """Remove all but the `keep` newest checkpoints, never the one `last` names."""
+    last = (root / "last").resolve()
+    for old in _step_folders(root)[: -max(keep, 1)]:
+        if old != last:
+            shutil.rmtree(old)
+
+
+def _tidy_output(output_dir: Path, keep: int) -> None:
+    """What earlier runs in this folder left when they were killed: half-written checkpoints, staging folders and
+    text files go, and checkpoints beyond `keep` too (a resumed run may end before it saves one). Training owns its
+    output folder, so nothing else writes these while it starts."""
+    root = output_dir / CHECKPOINTS
+    clear_interrupted_writes(output_dir)
+    clear_interrupted_writes(root)
+    if root.is_dir():
+        for staging in root.glob(".*.staging"):
+            shutil.rmtree(staging)
+        _prune_checkpoints(root, keep)
+
+
+def _check_training_state(folder: Path) -> None:
+    """Refuse a training_state/ that would not load whole. accelerate names no file when one fails to load, and
+    skips an unreadable RNG state with a log line (the run would go on, no longer exact). Every file in it is a
+    torch.save zip archive, whose directory of contents is at its end: a file cut short has none."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: this checkpoint holds weights only, not a run to resume")
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is truncated or not written by torch.save (it has no zip directory)")
+
+
+def _resume_policy(output_dir: Path, folder: Path) -> GigaWorldPolicy:
+    """The policy of the checkpoint `folder` a run resumes from, its training state checked first: a damaged
+    checkpoint stops the run before anything is written, with a way to resume from an earlier one."""
+    try:
+        _check_training_state(folder / TRAINING_STATE)
+        return GigaWorldPolicy.from_pretrained(folder)
+    except (ValueError, FileNotFoundError) as error:
+        last = output_dir / CHECKPOINTS / "last"
+        earlier = [p.name for p in _step_folders(folder.parent) if int(p.name) < int(folder.name)]
+        remedy = (f"point {last} at an earlier checkpoint ({', '.join(earlier)}) to resume from there" if earlier
+                  else "start again in a new --output-dir")
+        raise ValueError(f"cannot resume from {folder.name}: {error}; {remedy}") from None
+
+
 def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step: int, keep: int) -> None:
     """All ranks call this (FSDP gathers and saves collectively); the folder appears complete or not at all."""
     root = output_dir / CHECKPOINTS
     staging = root / f".{step:06d}.staging"
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
         (staging / TRAINING_STATE).mkdir(parents=True)  # every rank writes its RNG state in here
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / TRAINING_STATE))
@@ -325,8 +382,7 @@ def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step
         link.unlink(missing_ok=True)
         link.symlink_to(f"{step:06d}")
         os.replace(link, root / "last")
-        for old in sorted(p for p in root.iterdir() if p.name.isdigit())[: -max(keep, 1)]:
-            shutil.rmtree(old)
+        _prune_checkpoints(root, keep)
     accelerator.wait_for_everyone()
 
 
@@ -381,7 +437,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise FileExistsError(f"{output_dir} already has checkpoints: pass --resume or choose a new --output-dir")
 
     if resume_from is not None:
-        policy = GigaWorldPolicy.from_pretrained(resume_from)
+        policy = _resume_policy(output_dir, resume_from)
     elif cfg.init:
         init = GigaWorldPolicy.from_pretrained(cfg.init)
         policy = GigaWorldPolicy(cfg.policy(base=init.config))
@@ -391,6 +447,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.manual_seed(cfg.seed)
         config = sized_to_data(cfg.policy(), cfg, say=accelerator.print)  # says so on the main process only
         policy = GigaWorldPolicy.from_wan(cfg.init_wan, config) if cfg.init_wan else GigaWorldPolicy(config)
+    if accelerator.is_main_process:  # only now: a damaged resume checkpoint must leave the earlier ones unpruned
+        _tidy_output(output_dir, cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
@@ -435,7 +494,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
     metrics_log = output_dir / "metrics.jsonl"
-    if resume_from is not None and accelerator.is_main_process:
+    if accelerator.is_main_process:
         _trim_metrics_log(metrics_log, progress.step)
     started = time.monotonic()
     interval = LossMeans()  # losses since the last log line

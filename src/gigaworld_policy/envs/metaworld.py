@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import did_you_mean
 from .base import Observation, episode_seed
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -55,6 +56,19 @@ def state_names(observe_goal: bool = False) -> tuple[str, ...]:
     return ("x", "y", "z", "gripper") + (("goal_x", "goal_y", "goal_z") if observe_goal else ())
 
 
+def check_tasks(tasks: list[str]) -> None:
+    """Refuse a list with any name Meta-World does not have, naming them all, before a run starts (a run that met
+    each name only when it came to it would have run and written the tasks before it)."""
+    import metaworld
+
+    known = list(metaworld.ALL_V3_ENVIRONMENTS)
+    unknown = [task for task in tasks if task not in known]
+    if not tasks or unknown:
+        named = ", ".join(repr(task) + did_you_mean(task, known) for task in unknown)
+        raise ValueError((f"unknown Meta-World task{'s' * (len(unknown) > 1)} {named}" if unknown else "no task given")
+                         + f"; Meta-World has {len(known)}, e.g. {known[:5]}")
+
+
 def instruction(task: str) -> str:
     """The language instruction of a Meta-World task (a readable fallback from its name)."""
     return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
@@ -80,8 +94,7 @@ class MetaWorldEnv:
         import metaworld
         import mujoco
 
-        if task not in metaworld.ALL_V3_ENVIRONMENTS:
-            raise ValueError(f"unknown Meta-World task {task!r}; e.g. {list(metaworld.ALL_V3_ENVIRONMENTS)[:5]}")
+        check_tasks([task])
         for camera in cameras:
             if camera not in CAMERAS:
                 raise ValueError(f"unknown camera {camera!r}; Meta-World has {list(CAMERAS)}")

@@ -24,11 +24,12 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..atomic import atomic_directory
-from ..config import PolicyConfig
+from ..config import PolicyConfig, read_json
 from ..encoders import PixelCodec
 from . import flow
 from .embodiment import EmbodimentMLP
@@ -55,6 +56,34 @@ def check_temperature(temperature: float) -> None:
     """Action-sampling temperatures multiply Gaussian noise: finite and >= 0."""
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a weights file that safetensors cannot read whole. Its header gives every tensor's place in the file,
+    so a file cut short (a full disk, an interrupted copy) is told apart from one that is not safetensors at all."""
+    try:
+        with safe_open(str(path), "pt"):
+            return
+    except SafetensorError as error:
+        size = path.stat().st_size
+        expected = _announced_size(path, size)
+        if expected is None or size >= expected:
+            raise ValueError(f"{path} is not a safetensors file ({error})") from None
+        raise ValueError(f"{path} is truncated: it has {size} bytes, its header needs at least {expected}") from None
+
+
+def _announced_size(path: Path, size: int) -> int | None:
+    """How many bytes the safetensors header at the start of a file of `size` bytes needs (8-byte length, JSON
+    header, tensor data); None when the file does not start with such a header."""
+    with path.open("rb") as file:
+        length = int.from_bytes(file.read(8), "little")
+        if 8 + length > size:  # a header cut short if it starts like one (JSON), else garbage: don't read `length`
+            return 8 + length if file.read(1) == b"{" else None
+        try:
+            header = json.loads(file.read(length))
+            return 8 + length + max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # not JSON, or JSON of another shape
+            return None
 
 
 class GigaWorldPolicy(nn.Module):
@@ -399,18 +428,27 @@ class GigaWorldPolicy(nn.Module):
     def from_pretrained(
         cls, directory: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = False
     ) -> GigaWorldPolicy:
-        """Load a checkpoint folder; `ema=True` takes the EMA weights (training checkpoints have them)."""
+        """Load a checkpoint folder; `ema=True` takes the EMA weights (training checkpoints have them). A file that
+        is missing, cut short or not what its name says is a ValueError (FileNotFoundError) that names it."""
         directory = Path(directory)
         weights = EMA_WEIGHTS_NAME if ema else WEIGHTS_NAME
-        for name in (CONFIG_NAME, weights):
+        for name in (CONFIG_NAME, weights, NORMALIZATION_NAME):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
-        config = PolicyConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
+        # Both weight files, also the one not loaded: a checkpoint with a damaged file is damaged, whichever file
+        # this run reads (gwp eval reads the EMA, --raw-weights and --resume the other).
+        for name in (WEIGHTS_NAME, EMA_WEIGHTS_NAME):
+            if (directory / name).is_file():
+                check_safetensors(directory / name)
+        config = PolicyConfig.from_file(directory / CONFIG_NAME)
         with torch.device("meta"):
             policy = cls(config)
-        policy.load_state_dict(load_file(str(directory / weights), device=str(device)), assign=True)
-        if (directory / NORMALIZATION_NAME).is_file():
-            policy.normalization = json.loads((directory / NORMALIZATION_NAME).read_text())
+        try:
+            policy.load_state_dict(load_file(str(directory / weights), device=str(device)), assign=True)
+        except RuntimeError as error:  # torch lists missing, unexpected and mis-shaped keys, one per line
+            raise ValueError(f"{directory / weights} does not hold the weights of the model its {CONFIG_NAME} "
+                             f"describes: {' '.join(str(error).split())}") from None
+        policy.normalization = read_json(directory / NORMALIZATION_NAME)
         return policy.eval()
 
     @classmethod
