@@ -12,8 +12,9 @@ from helpers import write_dataset
 
 from gigaworld_policy import GigaWorldPolicy, PolicyConfig
 from gigaworld_policy.atomic import clear_interrupted_writes
+from gigaworld_policy.checkpoints import prune_checkpoints
 from gigaworld_policy.cli import main
-from gigaworld_policy.train import OptimConfig, TrainConfig, _prune_checkpoints, train
+from gigaworld_policy.train import OptimConfig, TrainConfig, train
 
 
 def truncate(path: Path) -> None:
@@ -177,11 +178,11 @@ def test_checkpoints_are_pruned_by_step_and_never_the_last_one(tmp_path):
     for name in ("999998", "999999", "1000000"):
         (tmp_path / name).mkdir()
     (tmp_path / "last").symlink_to("1000000")
-    _prune_checkpoints(tmp_path, keep=2)  # by name, "1000000" would sort first and go
+    prune_checkpoints(tmp_path, keep=2)  # by name, "1000000" would sort first and go
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1000000", "999999", "last"]
     (tmp_path / "last").unlink()
     (tmp_path / "last").symlink_to("999999")  # pointed back by hand, to resume from there
-    _prune_checkpoints(tmp_path, keep=1)
+    prune_checkpoints(tmp_path, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1000000", "999999", "last"]
 
 

@@ -235,3 +235,14 @@ def test_a_new_policy_takes_the_robot_sizes_of_the_data_and_an_init_checkpoint_k
     four_wide = train_to(config(robot_data, tmp_path / "four", steps=2))
     with pytest.raises(ValueError, match=r"'observation.state' has 7 dims, embodiment 'sawyer' expects state_dim 4"):
         train(config(str(root), tmp_path / "init", steps=2, init=str(four_wide)))
+
+
+def test_weight_decay_spares_biases_norms_and_the_modulation_table():
+    from gigaworld_policy.train import decays
+
+    policy = GigaWorldPolicy(PolicyConfig.preset("tiny"))
+    spared = {name for name, parameter in policy.named_parameters() if not decays(name, parameter)}
+    assert spared and all(name.endswith((".bias", "scale_shift_table")) or "norm" in name for name in spared)
+    assert "transformer.scale_shift_table" in spared and any(n.endswith(".to_q.bias") for n in spared)
+    query = "transformer.blocks.0.attn1.to_q.weight"
+    assert decays(query, policy.get_parameter(query))

@@ -9,12 +9,8 @@ and optimizer, scheduler, EMA and RNG states are restored.
 
 Output folder:
     OUT/train_config.json                    the resolved configuration of the run
-    OUT/checkpoints/<step>/                  a policy folder (config.json, model.safetensors, ema.safetensors,
-                                             normalization.json) + training_state/ (optimizer, scheduler, RNG,
-                                             data position; no second copy of the weights), written atomically
-    OUT/checkpoints/last -> <step>           the newest complete checkpoint (resume checks it whole before it loads)
-    OUT/checkpoints/.<step>.staging, .tmp-*  what a save killed midway leaves; the next run in OUT removes it (and
-                                             prunes to --keep-checkpoints, even if it saves nothing)
+    OUT/checkpoints/                         <step>/ policy folders with their training state, and `last`
+                                             (see checkpoints.py)
     OUT/logs/                                TensorBoard event files
     OUT/metrics.jsonl                        the same scalars, one JSON object per logged step; losses are
                                              means over the steps since the previous log line (a resumed run
@@ -28,10 +24,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +35,8 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from .atomic import atomic_directory, clear_interrupted_writes, write_text_atomically
+from .atomic import write_text_atomically
+from .checkpoints import CHECKPOINTS, TRAINING_STATE, latest_checkpoint, resume_policy, save_checkpoint, tidy_output
 from .config import EmbodimentSpec, PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
@@ -49,9 +44,6 @@ from .data.sampler import ResumableSampler
 from .data.training import ACTION, STATE
 from .encoders.frozen import load_codec, load_text_encoder
 from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
-
-CHECKPOINTS = "checkpoints"
-TRAINING_STATE = "training_state"
 
 
 @dataclass
@@ -307,87 +299,8 @@ def _trim_metrics_log(metrics_log: Path, last_step: int) -> None:
         write_text_atomically(metrics_log, "".join(line for line in lines if json.loads(line)["step"] <= last_step))
 
 
-def _latest_checkpoint(output_dir: Path) -> Path | None:
-    last = output_dir / CHECKPOINTS / "last"
-    return last.resolve() if last.exists() else None
-
-
-def _step_folders(root: Path) -> list[Path]:
-    """The checkpoint folders under `root`, oldest first (by number: a seventh digit comes at step 1,000,000)."""
-    return sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-
-def _prune_checkpoints(root: Path, keep: int) -> None:
-    """Remove all but the `keep` newest checkpoints, never the one `last` names."""
-    last = (root / "last").resolve()
-    for old in _step_folders(root)[: -max(keep, 1)]:
-        if old != last:
-            shutil.rmtree(old)
-
-
-def _tidy_output(output_dir: Path, keep: int) -> None:
-    """What earlier runs in this folder left when they were killed: half-written checkpoints, staging folders and
-    text files go, and checkpoints beyond `keep` too (a resumed run may end before it saves one). Training owns its
-    output folder, so nothing else writes these while it starts."""
-    root = output_dir / CHECKPOINTS
-    clear_interrupted_writes(output_dir)
-    clear_interrupted_writes(root)
-    if root.is_dir():
-        for staging in root.glob(".*.staging"):
-            shutil.rmtree(staging)
-        _prune_checkpoints(root, keep)
-
-
-def _check_training_state(folder: Path) -> None:
-    """Refuse a training_state/ that would not load whole. accelerate names no file when one fails to load, and
-    skips an unreadable RNG state with a log line (the run would go on, no longer exact). Every file in it is a
-    torch.save zip archive, whose directory of contents is at its end: a file cut short has none."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: this checkpoint holds weights only, not a run to resume")
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is truncated or not written by torch.save (it has no zip directory)")
-
-
-def _resume_policy(output_dir: Path, folder: Path) -> GigaWorldPolicy:
-    """The policy of the checkpoint `folder` a run resumes from, its training state checked first: a damaged
-    checkpoint stops the run before anything is written, with a way to resume from an earlier one."""
-    try:
-        _check_training_state(folder / TRAINING_STATE)
-        return GigaWorldPolicy.from_pretrained(folder)
-    except (ValueError, FileNotFoundError) as error:
-        last = output_dir / CHECKPOINTS / "last"
-        earlier = [p.name for p in _step_folders(folder.parent) if int(p.name) < int(folder.name)]
-        remedy = (f"point {last} at an earlier checkpoint ({', '.join(earlier)}) to resume from there" if earlier
-                  else "start again in a new --output-dir")
-        raise ValueError(f"cannot resume from {folder.name}: {error}; {remedy}") from None
-
-
-def _save_checkpoint(accelerator, model, ema: EMA | None, output_dir: Path, step: int, keep: int) -> None:
-    """All ranks call this (FSDP gathers and saves collectively); the folder appears complete or not at all."""
-    root = output_dir / CHECKPOINTS
-    staging = root / f".{step:06d}.staging"
-    if accelerator.is_main_process:
-        (staging / TRAINING_STATE).mkdir(parents=True)  # every rank writes its RNG state in here
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging / TRAINING_STATE))
-    accelerator.wait_for_everyone()  # every rank's RNG state is written before the main process moves the folder
-    full_state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        with atomic_directory(root / f"{step:06d}") as tmp:
-            os.replace(staging / TRAINING_STATE, tmp / TRAINING_STATE)
-            accelerator.unwrap_model(model).write_pretrained(tmp, ema.shadow if ema else None, state=full_state)
-        shutil.rmtree(staging, ignore_errors=True)
-        link = root / ".last.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"{step:06d}")
-        os.replace(link, root / "last")
-        _prune_checkpoints(root, keep)
-    accelerator.wait_for_everyone()
-
-
-def _all_agree(accelerator, flag: bool) -> bool:
-    """True when any process says so (so all ranks stop at the same step)."""
+def _any_process(accelerator, flag: bool) -> bool:
+    """True on every process when `flag` is true on any of them (so that all ranks stop at the same step)."""
     if accelerator.num_processes == 1:
         return flag
     value = torch.tensor([float(flag)], device=accelerator.device)
@@ -413,13 +326,55 @@ def warn_if_too_narrow_for_video(config: PolicyConfig) -> None:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run training to `cfg.steps`."""
+    """Run training to `cfg.steps` (or `cfg.max_minutes`); each step of the set-up is a function of its own."""
+    output_dir = Path(cfg.output_dir)
+    accelerator = _make_accelerator(cfg, output_dir)
+    resume_from = _checkpoint_to_resume(cfg, output_dir)
+    policy = _build_policy(cfg, resume_from, say=accelerator.print)
+    if accelerator.is_main_process:  # only now: a damaged resume checkpoint must leave the earlier ones unpruned
+        tidy_output(output_dir, cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    _attach_frozen_parts(policy, cfg)
+    train_set, val_set, weights = build_datasets(cfg, policy)
+    optimizer, scheduler = _make_optimizer(policy, cfg)
+    ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    progress = Progress()
+    model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, ema, resume_from)
+    unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
+    batches = iter(_make_loader(cfg, train_set, weights, progress, accelerator))
+    _start_logging(cfg, accelerator, output_dir, progress)
+
+    bar = _ProgressBar(cfg, progress.step, disable=not accelerator.is_main_process)
+    interval = LossMeans()  # losses since the last log line
+    while progress.step < cfg.steps:
+        losses = _optimizer_step(cfg, accelerator, model, optimizer, batches, progress.step)
+        scheduler.step()
+        if ema:
+            ema.update(unwrapped, progress.step)
+        progress.step += 1
+        progress.samples += cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+        bar.update(progress.step, losses["loss"])
+        interval.add(losses)
+        if progress.step % cfg.log_every == 0 or progress.step == 1:
+            _log(cfg, accelerator, output_dir, progress.step, interval.pop(accelerator), scheduler.get_last_lr()[0])
+        if cfg.val_every and val_set is not None and progress.step % cfg.val_every == 0:
+            _validate_and_log(cfg, accelerator, unwrapped, val_set, output_dir, progress.step)
+        out_of_time = cfg.max_minutes is not None and _any_process(accelerator, bar.minutes() > cfg.max_minutes)
+        if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
+            save_checkpoint(accelerator, model, ema.shadow if ema else None, output_dir, progress.step,
+                            cfg.keep_checkpoints)
+        if out_of_time:
+            break
+    bar.close()
+    accelerator.end_training()
+    return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped, accelerator.num_processes)
+
+
+def _make_accelerator(cfg: TrainConfig, output_dir: Path):
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import ProjectConfiguration
-    from tqdm import tqdm
 
-    output_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(
+    return Accelerator(
         # Without a GPU, accelerate only forms a process group (gloo) under torchrun when told it runs on the CPU.
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=cfg.grad_accum,
@@ -430,39 +385,64 @@ def train(cfg: TrainConfig) -> TrainResult:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         step_scheduler_with_optimizer=False,
     )
-    resume_from = _latest_checkpoint(output_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise FileNotFoundError(f"--resume: no checkpoint under {output_dir / CHECKPOINTS}")
-    if not cfg.resume and _latest_checkpoint(output_dir) is not None:
-        raise FileExistsError(f"{output_dir} already has checkpoints: pass --resume or choose a new --output-dir")
 
+
+def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
+    """The checkpoint --resume continues from; a new run must not write over an earlier one's checkpoints."""
+    latest = latest_checkpoint(output_dir)
+    if cfg.resume and latest is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {output_dir / CHECKPOINTS}")
+    if not cfg.resume and latest is not None:
+        raise FileExistsError(f"{output_dir} already has checkpoints: pass --resume or choose a new --output-dir")
+    return latest if cfg.resume else None
+
+
+def _build_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str], None]) -> GigaWorldPolicy:
+    """The policy to train: the resumed checkpoint's, an --init checkpoint's (its architecture and normalisation,
+    with this run's loss settings), Wan2.2's transformer weights (--init-wan), or a new one sized to the data."""
     if resume_from is not None:
-        policy = _resume_policy(output_dir, resume_from)
-    elif cfg.init:
+        return resume_policy(Path(cfg.output_dir), resume_from)
+    if cfg.init:
         init = GigaWorldPolicy.from_pretrained(cfg.init)
         policy = GigaWorldPolicy(cfg.policy(base=init.config))
         policy.load_state_dict(init.state_dict())
         policy.normalization = init.normalization
-    else:
-        torch.manual_seed(cfg.seed)
-        config = sized_to_data(cfg.policy(), cfg, say=accelerator.print)  # says so on the main process only
-        policy = GigaWorldPolicy.from_wan(cfg.init_wan, config) if cfg.init_wan else GigaWorldPolicy(config)
-    if accelerator.is_main_process:  # only now: a damaged resume checkpoint must leave the earlier ones unpruned
-        _tidy_output(output_dir, cfg.keep_checkpoints)
-    accelerator.wait_for_everyone()
+        return policy
+    torch.manual_seed(cfg.seed)
+    config = sized_to_data(cfg.policy(), cfg, say=say)  # says so on the main process only
+    return GigaWorldPolicy.from_wan(cfg.init_wan, config) if cfg.init_wan else GigaWorldPolicy(config)
+
+
+def _attach_frozen_parts(policy: GigaWorldPolicy, cfg: TrainConfig) -> None:
+    """Training mode, and the frozen parts the data need: the text encoder, and the codec unless stored latents
+    stand in for the images (then only validation decodes frames)."""
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
     policy.text_encoder = load_text_encoder(cfg.text_encoder, policy.config)
-    if cfg.vae or not cfg.latents or cfg.val_every:  # on stored latents only validation decodes frames
+    if cfg.vae or not cfg.latents or cfg.val_every:
         policy.codec = load_codec(policy.config, cfg.vae)
 
-    train_set, val_set, weights = build_datasets(cfg, policy)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  weight_decay=cfg.optim.weight_decay)
+
+def decays(name: str, parameter: torch.nn.Parameter) -> bool:
+    """Whether weight decay applies: to weight matrices, which it pulls towards zero. On biases, norm gains and the
+    adaLN modulation table (learned offsets of shift, scale and gate) it would only pull the model towards no shift
+    and no gain, which is not a simpler model (nanoGPT's rule)."""
+    return parameter.ndim >= 2 and "scale_shift_table" not in name
+
+
+def _make_optimizer(policy: GigaWorldPolicy, cfg: TrainConfig):
+    named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if decays(n, p)], "weight_decay": cfg.optim.weight_decay},
+              {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.optim.decay_steps or cfg.steps))
-    ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    progress = Progress()
+    return optimizer, scheduler
+
+
+def _prepare(accelerator, policy: GigaWorldPolicy, optimizer, scheduler, progress: Progress, ema: EMA | None,
+             resume_from: Path | None):
+    """Wrap model and optimiser for the processes; on resume, load the training state and the EMA."""
     model, optimizer = accelerator.prepare(policy, optimizer)
     accelerator.register_for_checkpointing(scheduler, progress)
     # The checkpoint folder already holds the weights (model.safetensors, read above on resume) and the EMA
@@ -474,77 +454,95 @@ def train(cfg: TrainConfig) -> TrainResult:
         accelerator.load_state(str(resume_from / TRAINING_STATE))
         if ema:
             ema.load_shadow(resume_from)
-    unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
+    return model, optimizer
 
-    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+
+def _make_loader(cfg: TrainConfig, train_set: ConcatDataset, weights: torch.Tensor, progress: Progress,
+                 accelerator) -> DataLoader:
+    """Batches from the data position `progress.samples` on (the order is a pure function of seed and position)."""
     sampler = ResumableSampler(len(train_set), cfg.seed, progress.samples, accelerator.process_index,
                                accelerator.num_processes, weights if cfg.dataset_weights else None)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        collate_fn=_collate_without_actions if cfg.stage == "pretrain" else None,
-                        persistent_workers=cfg.num_workers > 0)
-    batches = iter(loader)
+    return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      collate_fn=_collate_without_actions if cfg.stage == "pretrain" else None,
+                      persistent_workers=cfg.num_workers > 0)
 
+
+def _start_logging(cfg: TrainConfig, accelerator, output_dir: Path, progress: Progress) -> None:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(output_dir / "train_config.json", cfg.to_json())
         print(cfg.to_json())
+        _trim_metrics_log(output_dir / "metrics.jsonl", progress.step)
     if cfg.log_with != "none":
         accelerator.init_trackers("gigaworld-policy", config={"preset": cfg.preset, "stage": cfg.stage,
                                                               "steps": cfg.steps, "lr": cfg.optim.lr})
 
-    bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, disable=not accelerator.is_main_process)
-    metrics_log = output_dir / "metrics.jsonl"
+
+def _optimizer_step(cfg: TrainConfig, accelerator, model, optimizer, batches, step: int) -> dict[str, float]:
+    """One optimiser step over `grad_accum` micro-batches; returns its losses. The flow-matching noise of each
+    micro-batch comes from a generator seeded by (seed, step, rank, micro-step): what makes resume exact."""
+    losses = {"loss": 0.0, "loss_action": 0.0, "loss_video": 0.0}
+    for micro in range(cfg.grad_accum):
+        batch = next(batches)
+        seed = ((cfg.seed * 1_000_003 + step) * 64 + accelerator.process_index) * 64 + micro
+        with accelerator.accumulate(model):
+            loss, info = model(batch, generator=torch.Generator().manual_seed(seed))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad()
+        losses["loss"] += loss.item() / cfg.grad_accum
+        losses["loss_action"] += float(info["loss_action"]) / cfg.grad_accum
+        losses["loss_video"] += float(info["loss_video"]) / cfg.grad_accum
+    return losses
+
+
+def _log(cfg: TrainConfig, accelerator, output_dir: Path, step: int, means: dict[str, float], lr: float) -> None:
+    scalars = {**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}
+    if cfg.log_with != "none":
+        accelerator.log(scalars, step=step)
     if accelerator.is_main_process:
-        _trim_metrics_log(metrics_log, progress.step)
-    started = time.monotonic()
-    interval = LossMeans()  # losses since the last log line
-    while progress.step < cfg.steps:
-        logs = {"loss": 0.0, "loss_action": 0.0, "loss_video": 0.0}
-        for micro in range(cfg.grad_accum):
-            batch = next(batches)
-            seed = ((cfg.seed * 1_000_003 + progress.step) * 64 + accelerator.process_index) * 64 + micro
-            generator = torch.Generator().manual_seed(seed)
-            with accelerator.accumulate(model):
-                loss, info = model(batch, generator=generator)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad()
-            logs["loss"] += loss.item() / cfg.grad_accum
-            logs["loss_action"] += float(info["loss_action"]) / cfg.grad_accum
-            logs["loss_video"] += float(info["loss_video"]) / cfg.grad_accum
-        scheduler.step()
-        if ema:
-            ema.update(unwrapped, progress.step)
-        progress.step += 1
-        progress.samples += per_step
-        bar.update()
-        bar.set_postfix(loss=f"{logs['loss']:.4f}")
-        interval.add(logs)
-        if progress.step % cfg.log_every == 0 or progress.step == 1:
-            means = interval.pop(accelerator)
-            scalars = {**{f"train/{k}": v for k, v in means.items()}, "train/lr": scheduler.get_last_lr()[0]}
-            if cfg.log_with != "none":
-                accelerator.log(scalars, step=progress.step)
-            if accelerator.is_main_process:
-                with metrics_log.open("a") as log:
-                    log.write(json.dumps({"step": progress.step, **scalars}) + "\n")
-        if cfg.val_every and val_set is not None and progress.step % cfg.val_every == 0:
-            if accelerator.is_main_process:
-                metrics = validate(unwrapped, val_set, cfg, output_dir / "validation" / f"step-{progress.step:06d}.png")
-                if cfg.log_with != "none":
-                    accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=progress.step)
-            accelerator.wait_for_everyone()
-        out_of_time = cfg.max_minutes is not None and _all_agree(accelerator,
-                                                                  time.monotonic() - started > 60 * cfg.max_minutes)
-        if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
-            _save_checkpoint(accelerator, model, ema, output_dir, progress.step, cfg.keep_checkpoints)
-        if out_of_time:
-            break
-    bar.close()
-    accelerator.end_training()
-    return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped, accelerator.num_processes)
+        with (output_dir / "metrics.jsonl").open("a") as log:
+            log.write(json.dumps({"step": step, **scalars}) + "\n")
+
+
+def _validate_and_log(cfg: TrainConfig, accelerator, policy: GigaWorldPolicy, val_set: Subset, output_dir: Path,
+                      step: int) -> None:
+    if accelerator.is_main_process:
+        metrics = validate(policy, val_set, cfg, output_dir / "validation" / f"step-{step:06d}.png")
+        if cfg.log_with != "none":
+            accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
+    accelerator.wait_for_everyone()
+
+
+class _ProgressBar:
+    """Steps against --steps; with --max-minutes the bar counts the time budget instead (a run limited to 40 minutes
+    would otherwise show an ETA for all its 100,000 steps)."""
+
+    def __init__(self, cfg: TrainConfig, step: int, disable: bool):
+        from tqdm import tqdm
+
+        self.started = time.monotonic()
+        self.budget = cfg.max_minutes
+        if self.budget is None:
+            self.bar = tqdm(total=cfg.steps, initial=step, desc=cfg.stage, unit="step", disable=disable)
+        else:
+            self.bar = tqdm(total=round(60 * self.budget), desc=f"{cfg.stage}, {self.budget:g}-minute budget",
+                            disable=disable, bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+
+    def minutes(self) -> float:
+        return (time.monotonic() - self.started) / 60
+
+    def update(self, step: int, loss: float) -> None:
+        if self.budget is None:
+            self.bar.update()
+        else:  # in whole seconds of the budget
+            self.bar.update(min(round(60 * self.minutes()), self.bar.total) - self.bar.n)
+        self.bar.set_postfix(step=step, loss=f"{loss:.4f}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def validate(policy: GigaWorldPolicy, samples: Subset, cfg: TrainConfig, image_path: Path) -> dict[str, float]:
