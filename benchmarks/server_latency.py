@@ -7,8 +7,6 @@ on 127.0.0.1; the same observation is sent N times. Latency does not depend on t
 """
 
 import argparse
-import asyncio
-import threading
 import time
 
 import numpy as np
@@ -18,14 +16,14 @@ from gigaworld_policy import GigaWorldPolicy, PolicyConfig
 from gigaworld_policy.envs.base import Observation
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.serving.client import PolicyClient
-from gigaworld_policy.serving.server import PolicyServer
+from gigaworld_policy.serving.server import PolicyServer, serve_in_background
 
 CAMERAS = ["corner", "corner2", "gripperPOV"]
 
 
-def make_predictor() -> Predictor:
+def make_predictor(preset: str = "small") -> Predictor:
     torch.manual_seed(0)
-    policy = GigaWorldPolicy(PolicyConfig.preset("small"))
+    policy = GigaWorldPolicy(PolicyConfig.preset(preset))
     identity = {"offset": [0.0] * 4, "scale": [1.0] * 4, "clip": True}
     policy.normalization = {"sawyer": {"state": identity, "action": identity, "delta_action_dims": [],
                                        "cameras": CAMERAS, "camera_sizes": [[64, 64]] * 3, "layout": "t",
@@ -56,25 +54,11 @@ def main() -> None:
         predictor.predict(observation)
         local.append((time.perf_counter() - start) * 1e3)
 
-    server = PolicyServer(predictor, "127.0.0.1", 0)
-    started = threading.Event()
-
-    def run():
-        async def serve():
-            ready = asyncio.Event()
-            task = asyncio.create_task(server.serve(ready))
-            await ready.wait()
-            started.set()
-            await task
-
-        asyncio.run(serve())
-
-    threading.Thread(target=run, daemon=True).start()
-    started.wait(60)
     request = {**{f"observation.images.{c}": v for c, v in images.items()}, "observation.state": state,
                "task": "open the drawer"}
     remote, inference = [], []
-    with PolicyClient("127.0.0.1", server.port) as client:
+    with (serve_in_background(PolicyServer(predictor, "127.0.0.1", 0)) as server,
+          PolicyClient("127.0.0.1", server.port) as client):
         client.infer(request)
         for _ in range(args.requests):
             start = time.perf_counter()

@@ -1,20 +1,23 @@
-"""Policy server: openpi protocol round trips, error replies, concurrency, health check; client and broker."""
+"""Policy server: openpi protocol round trips, error replies, limits, concurrency, health check; client and broker."""
 
-import asyncio
+import logging
+import re
 import threading
 import urllib.request
+from collections import OrderedDict
 
 import msgpack
 import numpy as np
 import pytest
 import torch
 from helpers import CAMERAS, smooth_frame, write_dataset
+from websockets.exceptions import ConnectionClosedError
 
 from gigaworld_policy.envs.base import Observation
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.serving import msgpack_numpy
 from gigaworld_policy.serving.client import ActionChunkBroker, PolicyClient
-from gigaworld_policy.serving.server import PolicyServer
+from gigaworld_policy.serving.server import PolicyServer, serve_in_background
 from gigaworld_policy.train import TrainConfig, train
 
 
@@ -27,28 +30,20 @@ def checkpoint(tmp_path_factory):
     return train(config).checkpoint
 
 
+MAX_MESSAGE_BYTES, MAX_INSTRUCTION_CHARS = 2**16, 100  # small, so the tests of the limits stay fast
+
+
 @pytest.fixture(scope="module")
-def server(checkpoint):
-    server = PolicyServer(Predictor.from_checkpoint(checkpoint), "127.0.0.1", 0,
-                          key_map={"observation/image": "top"})
-    started = threading.Event()
-    state = {}
+def predictor(checkpoint):
+    return Predictor.from_checkpoint(checkpoint)
 
-    def run():
-        loop = asyncio.new_event_loop()
-        state["loop"], state["stop"] = loop, asyncio.Event()
-        ready = asyncio.Event()
-        task = loop.create_task(server.serve(ready, state["stop"]))
-        loop.run_until_complete(ready.wait())
-        started.set()
-        loop.run_until_complete(task)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(60)
-    yield server
-    state["loop"].call_soon_threadsafe(state["stop"].set)
-    thread.join(10)
+@pytest.fixture(scope="module")
+def server(predictor):
+    server = PolicyServer(predictor, "127.0.0.1", 0, key_map={"observation/image": "top"},
+                          max_message_bytes=MAX_MESSAGE_BYTES, max_instruction_chars=MAX_INSTRUCTION_CHARS)
+    with serve_in_background(server):
+        yield server
 
 
 def request(**changes):
@@ -90,14 +85,17 @@ def test_bad_requests_get_error_replies_and_the_connection_keeps_working(server)
             client.infer(request(**{"observation.images.top": np.zeros((5, 5), np.uint8)}))
         with pytest.raises(RuntimeError, match=r"state has shape \(7,\), the policy expects \(4,\)"):
             client.infer(request(**{"observation.state": np.zeros(7, np.float32)}))
-        with pytest.raises(RuntimeError, match="send 'task'"):
-            client.infer(request(task=None))
+        without_task = request()
+        del without_task["task"]
+        with pytest.raises(RuntimeError, match="missing the instruction: send 'task'"):
+            client.infer(without_task)
         assert client.infer(request())["actions"].shape == (8, 4)
 
 
 def test_openpi_style_keys_and_channel_first_images(server):
     obs = {"observation/image": smooth_frame(0, 0, 0).transpose(2, 0, 1),  # mapped to camera "top", CHW
-           "images": {"left": smooth_frame(0, 0, 1), "right": smooth_frame(0, 0, 2).astype(np.float32) / 255},
+           "images": {"left": smooth_frame(0, 0, 1), "right": smooth_frame(0, 0, 2).astype(np.float32) / 255,
+                      "wrist": "a camera the policy does not read"},
            "observation/state": np.zeros(4, np.float32), "prompt": "close the drawer", "return_video": True}
     with PolicyClient("127.0.0.1", server.port) as client:
         reply = client.infer(obs)
@@ -150,8 +148,164 @@ def test_msgpack_numpy_speaks_openpis_wire_format():
     assert msgpack_numpy.unpackb(msgpack_numpy.packb({"n": np.int64(3)}))["n"] == 3
 
 
-def test_a_key_map_to_a_camera_the_policy_lacks_is_refused_at_start(checkpoint):
+def test_a_key_map_to_a_camera_the_policy_lacks_is_refused_at_start(predictor):
     with pytest.raises(ValueError, match=r"renames to \['wrist'\], which this policy does not read"):
-        PolicyServer(Predictor.from_checkpoint(checkpoint), key_map={"observation/image": "wrist"})
+        PolicyServer(predictor, key_map={"observation/image": "wrist"})
     # a full LeRobot key names the camera as well as its bare name does
-    PolicyServer(Predictor.from_checkpoint(checkpoint), key_map={"observation/image": "observation.images.top"})
+    PolicyServer(predictor, key_map={"observation/image": "observation.images.top"})
+
+
+def test_metadata_announces_the_limits(server):
+    with PolicyClient("127.0.0.1", server.port) as client:
+        assert client.metadata["max_message_bytes"] == MAX_MESSAGE_BYTES
+        assert client.metadata["max_instruction_chars"] == MAX_INSTRUCTION_CHARS
+
+
+def test_a_message_over_the_limit_closes_only_its_own_connection(server, caplog):
+    with PolicyClient("127.0.0.1", server.port) as bystander, PolicyClient("127.0.0.1", server.port) as client:
+        with pytest.raises(ConnectionClosedError) as closed:
+            client.send_raw(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+        assert closed.value.rcvd.code == 1009  # websockets' "message too big"
+        assert bystander.infer(request())["actions"].shape == (8, 4)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]  # expected: no traceback
+    with PolicyClient("127.0.0.1", server.port) as client:
+        too_big = request(**{"observation.images.top": np.zeros((200, 200, 3), np.uint8)})  # 120 kB
+        refused = f"packs to 1[0-9,]+ bytes; the server takes at most {MAX_MESSAGE_BYTES:,}"
+        with pytest.raises(ValueError, match=refused):
+            client.infer(too_big)  # refused before it is sent: the connection stays usable
+        assert client.infer(request())["actions"].shape == (8, 4)
+
+
+def test_an_instruction_over_the_limit_is_refused(server):
+    with PolicyClient("127.0.0.1", server.port) as client:
+        with pytest.raises(RuntimeError, match="instruction is 101 characters long; this server takes at most 100"):
+            client.infer(request(task="x" * (MAX_INSTRUCTION_CHARS + 1)))
+        assert client.infer(request(task="x" * MAX_INSTRUCTION_CHARS))["actions"].shape == (8, 4)
+
+
+def test_a_bad_request_is_answered_while_another_client_holds_the_policy(server, monkeypatch):
+    """Checks run before a request waits for inference, so a malformed request never queues behind (or holds up)
+    another client's."""
+    entered, release = threading.Event(), threading.Event()
+    predict = server.predictor.predict_batch
+
+    def slow_predict(*args, **kwargs):
+        entered.set()
+        assert release.wait(30)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(server.predictor, "predict_batch", slow_predict)
+    replies = {}
+
+    def busy_client():
+        with PolicyClient("127.0.0.1", server.port) as client:
+            replies["busy"] = client.infer(request())
+
+    thread = threading.Thread(target=busy_client)
+    thread.start()
+    try:
+        assert entered.wait(30)
+        with PolicyClient("127.0.0.1", server.port, timeout=10) as client:
+            assert "takes at most 100" in client.send_raw(msgpack_numpy.packb(request(task="x" * 10**4)))["error"]
+            assert "[0, 1]" in client.send_raw(msgpack_numpy.packb(request(**{
+                "observation.images.top": np.full((32, 48, 3), 255.0, np.float32)})))["error"]
+            assert "the policy expects (4,)" in client.send_raw(msgpack_numpy.packb(request(**{
+                "observation.state": np.zeros(7, np.float32)})))["error"]
+    finally:
+        release.set()
+        thread.join(30)
+    assert replies["busy"]["actions"].shape == (8, 4)
+
+
+MALFORMED = {  # what a client sent -> the sentence it gets back
+    "float image in 0..255": ({"observation.images.top": np.full((32, 48, 3), 200.0, np.float32)},
+                              r"float image 'observation.images.top' must be in \[0, 1\], got values in \[200, 200\]"),
+    "empty image": ({"observation.images.top": np.zeros((0, 48, 3), np.uint8)},
+                    r"image 'observation.images.top' has no pixels: shape \(0, 48, 3\)"),
+    "empty channel-first image": ({"observation.images.top": np.zeros((3, 32, 0), np.uint8)}, "has no pixels"),
+    "return_video 'yes'": ({"return_video": "yes"}, r"'return_video' must be true or false, got str 'yes'"),
+    "return_video 'false'": ({"return_video": "false"}, "'return_video' must be true or false, got str 'false'"),
+    "return_video {}": ({"return_video": {}}, "'return_video' must be true or false, got a map"),
+    "return_video 1": ({"return_video": 1}, "'return_video' must be true or false, got int 1"),
+    "complex state": ({"observation.state": np.array([1 + 2j, 0, 0, 0])}, "state must be real numbers, got complex"),
+    "state as a map": ({"observation.state": {"x": 1.0}}, "state must be a list or 1-D array of numbers, got a map"),
+    "state holding None": ({"observation.state": [0, 0, 0, None]},
+                           r"state must be a flat list of numbers, got \[0, 0, 0, None\]"),
+    "state beyond float32": ({"observation.state": [1e39, 0.0, 0.0, 0.0]},
+                             r"state must be finite float32 numbers \(\|x\| <= 3.4e\+38\), got 1e\+39 at index 0"),
+    "NaN state": ({"observation.state": [0.0, float("nan"), 0.0, 0.0]}, "got nan at index 1"),
+    "2-D state": ({"observation.state": np.zeros((2, 2), np.float32)}, r"state must be 1-D, got shape \(2, 2\)"),
+    "task of the wrong type": ({"task": 5}, "the instruction 'task' must be a string, got int 5"),
+    "task None": ({"task": None}, "the instruction 'task' must be a string, got None"),
+    "non-string key": ({7: "seven"}, "request keys must be strings, got int 7"),
+    "non-string image key": ({"images": {1: np.zeros((32, 48, 3), np.uint8)}},
+                             "'images' keys must be strings, got int 1"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_each_malformed_request_gets_its_own_sentence_and_no_traceback(server, caplog, name):
+    changes, expected = MALFORMED[name]
+    with caplog.at_level(logging.INFO), PolicyClient("127.0.0.1", server.port) as client:
+        error = client.send_raw(msgpack_numpy.packb({**request(), **changes}))["error"]
+        assert client.infer(request())["actions"].shape == (8, 4)  # the connection keeps working
+    assert re.search(expected, error), error
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_malformed_msgpack_gets_a_sentence(server):
+    bad_array = {"x": {b"__ndarray__": True, b"data": b"\0" * 3, b"dtype": "<f4", b"shape": [2]}}
+    cases = {
+        msgpack.packb(bad_array): r"array of dtype <f4 and shape \[2\] needs 8 bytes of data, got 3",
+        msgpack.packb({"x": {"__ndarray__": True, "data": b"", "dtype": "|O", "shape": [0]}}):
+            "array dtype must name a number type such as '<f4' or '|u1', got '|O'",
+        msgpack.packb({"x": {"__ndarray__": True, "data": b"", "dtype": "<f4", "shape": [-1]}}):
+            r"array 'shape' must be a list of at most 32 sizes >= 0, got \[-1\]",
+        msgpack.packb({"x": {"__npgeneric__": True, "data": 1000, "dtype": "|i1"}}):
+            "a numpy scalar of dtype |i1 needs a number that fits it, got 1000",
+        b"\x81\x92\x01\x02\x03": "map keys must be strings \\(or numbers\\), got a list",  # {[1, 2]: 3}
+        b"\x81\xc4\x01\xff\x01": r"map key b'\\xff' is not UTF-8 text",
+        b"\x91" * 5000 + b"\x01": "not valid msgpack: maps and arrays are nested too deeply",
+        b"\x92\x01": "not valid msgpack: Unpack failed: incomplete input",
+    }
+    with PolicyClient("127.0.0.1", server.port) as client:
+        for message, expected in cases.items():
+            error = client.send_raw(message)["error"]
+            assert error.startswith("cannot decode the request: ") and re.search(expected, error), error
+
+
+def test_a_message_of_too_many_list_and_map_elements_is_refused():
+    """Millions of tiny objects would hold the GIL while they decode: refused early, whether in one list or many."""
+    with pytest.raises(ValueError, match="at most 50 list and map elements in all, got a list of 51; send arrays as"):
+        msgpack_numpy.unpackb(msgpack.packb([0] * 51), max_items=50)
+    with pytest.raises(ValueError, match="at most 50 list and map elements in all, got a map of 51"):
+        msgpack_numpy.unpackb(msgpack.packb({str(i): i for i in range(51)}), max_items=50)
+    with pytest.raises(ValueError, match="at most 50 list and map elements in all, got more"):
+        msgpack_numpy.unpackb(msgpack.packb([[0] * 10] * 5), max_items=50)  # 5 x 10 + 5
+    assert msgpack_numpy.unpackb(msgpack.packb([[0] * 9] * 5), max_items=50) == [[0] * 9] * 5
+
+
+@pytest.mark.parametrize("bug", [ZeroDivisionError, ValueError])  # a ValueError past the request's checks is ours
+def test_an_internal_error_is_logged_and_not_sent_to_the_client(server, monkeypatch, caplog, bug):
+    def broken(*args, **kwargs):
+        raise bug("deep inside")
+
+    monkeypatch.setattr(server.predictor, "predict_batch", broken)
+    with PolicyClient("127.0.0.1", server.port) as client:
+        error = client.send_raw(msgpack_numpy.packb(request()))["error"]
+    assert error.startswith("internal error of the policy server") and "deep inside" not in error
+    assert any(r.exc_info and r.exc_info[0] is bug for r in caplog.records)
+
+
+def test_the_instruction_cache_keeps_the_recently_used_within_its_budget(predictor, monkeypatch):
+    encoder = predictor.policy.text_encoder
+    first, _ = encoder(["instruction 0"])
+    entry = encoder.cache["instruction 0"].nbytes
+    monkeypatch.setattr(encoder, "cache_bytes", 3 * entry)  # the same short instructions take equal room
+    monkeypatch.setattr(encoder, "cache", OrderedDict(encoder.cache))
+    for i in range(1, 40):
+        encoder([f"instruction {i % 10}", "instruction 0"])  # 0 stays in use, so it stays in the cache
+    assert sum(t.nbytes for t in encoder.cache.values()) <= 3 * entry
+    assert list(encoder.cache) == ["instruction 8", "instruction 0", "instruction 9"]  # least recently used first
+    again, _ = encoder(["instruction 5", "instruction 0"])  # evicted ones encode again, the same
+    assert torch.allclose(again[1], first[0])

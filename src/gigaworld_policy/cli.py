@@ -8,6 +8,7 @@ import sys
 
 from .atomic import exit_cleanly_on_sigterm
 from .config import PRESETS
+from .serving.observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES
 
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
 OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
@@ -133,7 +134,8 @@ def _serve(args: argparse.Namespace) -> None:
     predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
                                           temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
     print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
-    PolicyServer(predictor, args.host, args.port, args.key_map).run()
+    PolicyServer(predictor, args.host, args.port, args.key_map, args.max_message_mib * 2**20,
+                 args.max_instruction_chars).run()
 
 
 def _precompute_latents(args: argparse.Namespace) -> None:
@@ -240,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--key-map", type=_key_map, default={},
                        help="client key=camera pairs, e.g. observation/image=corner")
     serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
+    serve.add_argument("--max-message-mib", type=int, default=MAX_MESSAGE_BYTES // 2**20,
+                       help="largest request in MiB; a larger one closes its connection (default: %(default)s)")
+    serve.add_argument("--max-instruction-chars", type=int, default=MAX_INSTRUCTION_CHARS,
+                       help="longest instruction; a longer one gets an error reply (default: %(default)s)")
     serve.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
     serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     _add_frozen_parts(serve)

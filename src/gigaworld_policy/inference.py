@@ -110,7 +110,13 @@ class Predictor:
     def predict(self, observation: Observation, with_video: bool = False,
                 generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
         """-> {"actions": (H, A) robot units} and, with_video, {"video": (F, H, W, 3) uint8 predicted frames}."""
-        batch = self.batch(observation)
+        return self.predict_batch(self.batch(observation), with_video, generator)
+
+    @torch.no_grad()
+    def predict_batch(self, batch: dict, with_video: bool = False,
+                      generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+        """`predict` of a batch made by `batch` (the policy server makes it before the request waits its turn)."""
+        batch = dict(batch)
         raw_state = batch.pop("raw_state", None)
         normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator,
                                                 temperature=self.temperature)

@@ -6,26 +6,33 @@
   transformers' `save_pretrained` (the `text_encoder` + `tokenizer` folders of a Wan2.2 diffusers checkpoint).
 
 Nothing is downloaded: both load from local paths (HF_HUB_OFFLINE is set while loading). Instructions repeat
-across a dataset, so each distinct string is encoded once and cached.
+across a dataset, so each distinct string is encoded once and cached; the cache keeps the most recently used
+encodings up to `cache_bytes`, so a server that sees endless new instructions does not grow without end.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+# ~15,000 short MiniLM instructions (17 kB each) or ~1,000 umT5 ones (15 tokens x 4096 x 4 bytes)
+CACHE_BYTES = 256 * 2**20
+
 
 class TextEncoder:
     """Callable: tasks (list of B strings) -> embeds (B, max_length, D) zero-padded, mask (B, max_length) bool."""
 
-    def __init__(self, model, tokenizer, max_length: int):
+    def __init__(self, model, tokenizer, max_length: int, cache_bytes: int = CACHE_BYTES):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.cache: dict[str, Tensor] = {}  # instruction -> (valid tokens, D), on the CPU
+        self.cache_bytes = cache_bytes
+        self.cache: OrderedDict[str, Tensor] = OrderedDict()  # instruction -> (valid tokens, D) on the CPU, LRU first
+        self._cached_bytes = 0
 
     @property
     def dim(self) -> int:
@@ -73,16 +80,29 @@ class TextEncoder:
                                 return_tensors="pt").to(self.model.device)
         hidden = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
         lengths = tokens["attention_mask"].sum(dim=1).tolist()
-        return [h[:n].float().cpu() for h, n in zip(hidden, lengths, strict=True)]
+        # cloned: a view would keep the whole padded batch alive behind the cache's byte count
+        return [h[:n].float().cpu().clone() for h, n in zip(hidden, lengths, strict=True)]
+
+    def _remember(self, task: str, states: Tensor) -> None:
+        self.cache[task] = states
+        self._cached_bytes += states.nbytes
+        while self._cached_bytes > self.cache_bytes:
+            self._cached_bytes -= self.cache.popitem(last=False)[1].nbytes
 
     def __call__(self, tasks: list[str]) -> tuple[Tensor, Tensor]:
-        new = list(dict.fromkeys(t for t in tasks if t not in self.cache))
-        if new:
-            self.cache.update(zip(new, self._encode(new), strict=True))
+        distinct = list(dict.fromkeys(tasks))
+        # taken out before the new ones are remembered: remembering may evict what this batch needs
+        encoded = {t: self.cache[t] for t in distinct if t in self.cache}
+        for task in encoded:
+            self.cache.move_to_end(task)
+        new = [t for t in distinct if t not in encoded]
+        for task, states in zip(new, self._encode(new) if new else [], strict=True):
+            encoded[task] = states
+            self._remember(task, states)
         embeds = torch.zeros(len(tasks), self.max_length, self.dim)
         mask = torch.zeros(len(tasks), self.max_length, dtype=torch.bool)
         for i, task in enumerate(tasks):
-            states = self.cache[task]
+            states = encoded[task]
             embeds[i, : len(states)] = states
             mask[i, : len(states)] = True
         return embeds, mask

@@ -26,7 +26,12 @@ class PolicyClient:
     def infer(self, observation: dict[str, Any]) -> dict[str, Any]:
         """observation: e.g. {"observation.images.corner": (H, W, 3) uint8, "observation.state": (S,), "task": str}.
         Returns {"actions": (H, A), "server_timing": {...}}; raises RuntimeError with the server's message."""
-        self._connection.send(msgpack_numpy.packb(observation))
+        message = msgpack_numpy.packb(observation)
+        limit = self.metadata.get("max_message_bytes")
+        if limit is not None and len(message) > limit:  # the server would close the connection without a reply
+            raise ValueError(f"the observation packs to {len(message):,} bytes; the server takes at most {limit:,} "
+                             f"(send smaller images, or uint8 rather than float)")
+        self._connection.send(message)
         reply = msgpack_numpy.unpackb(self._connection.recv(timeout=self.timeout))
         if "error" in reply:
             raise RuntimeError(f"policy server: {reply['error']}")

@@ -3,30 +3,42 @@
 On connect the server sends one metadata message; then every request (a msgpack map of observation keys, see
 `observation.py`) gets one reply: {"actions": (H, A) float32 in robot units, "server_timing": {"infer_ms",
 "total_ms"}} — plus "video": (F, H, W, 3) uint8 predicted future frames when the request has "return_video": true.
-A request that cannot be served gets {"error": "<what was wrong>"} and the connection stays open.
-`GET /healthz` answers 200 "ok". Several clients may connect; inference runs one request at a time.
+A request that cannot be served gets {"error": "<what was wrong>"} and the connection stays open; a message larger
+than `max_message_bytes` (announced in the metadata) closes the connection with code 1009 (message too big).
+`GET /healthz` answers 200 "ok". Several clients may connect; inference runs one request at a time, in the order
+they arrive, and a request is checked before it waits for its turn, so a malformed one never holds anyone up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
+import threading
 import time
+from collections.abc import Iterator
+
+from websockets.exceptions import ConnectionClosed
 
 from ..inference import Predictor
 from . import msgpack_numpy
-from .observation import check_key_map, parse_observation
+from .observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES, check_key_map, parse_observation, wants_video
 
 log = logging.getLogger(__name__)
 
 
 class PolicyServer:
     def __init__(self, predictor: Predictor, host: str = "0.0.0.0", port: int = 8000,
-                 key_map: dict[str, str] | None = None):
+                 key_map: dict[str, str] | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 max_instruction_chars: int = MAX_INSTRUCTION_CHARS):
+        for name, value in (("max_message_bytes", max_message_bytes), ("max_instruction_chars", max_instruction_chars)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         self.predictor, self.host, self.port, self.key_map = predictor, host, port, key_map or {}
+        self.max_message_bytes, self.max_instruction_chars = max_message_bytes, max_instruction_chars
         check_key_map(self.key_map, predictor.cameras)
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # fair: waiters are served in the order they came
 
     def metadata(self) -> dict:
         config = self.predictor.policy.config
@@ -39,35 +51,52 @@ class PolicyServer:
             "action_dim": len(self.predictor.action_normalizer.offset),
             "action_horizon": config.chunk_size,
             "future_frames": config.num_future_frames,
+            "max_message_bytes": self.max_message_bytes,
+            "max_instruction_chars": self.max_instruction_chars,
         }
 
-    def _infer(self, request: dict) -> dict:
-        observation = parse_observation(request, self.predictor.cameras, self.key_map)
+    def _prepare(self, message: bytes | str) -> tuple[dict, bool]:
+        """A message -> (the policy batch, whether to return video); all the request's checks happen here."""
+        if not isinstance(message, bytes):
+            raise ValueError("requests must be binary msgpack frames, got a text frame")
+        try:
+            request = msgpack_numpy.unpackb(message)
+        except ValueError as error:
+            raise ValueError(f"cannot decode the request: {error}") from None
+        observation = parse_observation(request, self.predictor.cameras, self.key_map, self.max_instruction_chars)
+        return self.predictor.batch(observation), wants_video(request)
+
+    def _infer(self, batch: dict, with_video: bool) -> dict:
         start = time.perf_counter()
-        result = self.predictor.predict(observation, with_video=bool(request.get("return_video", False)))
+        result = self.predictor.predict_batch(batch, with_video=with_video)
         result["server_timing"] = {"infer_ms": (time.perf_counter() - start) * 1e3}
         return result
 
-    async def _handle(self, connection) -> None:
-        await connection.send(msgpack_numpy.packb(self.metadata()))
-        async for message in connection:
-            start = time.perf_counter()
+    async def _reply(self, message: bytes | str) -> dict:
+        start = time.perf_counter()
+        try:
             try:
-                if not isinstance(message, bytes):
-                    raise ValueError("requests must be binary msgpack frames, got a text frame")
-                try:
-                    request = msgpack_numpy.unpackb(message)
-                except Exception as error:
-                    raise ValueError(f"request is not valid msgpack: {error}") from error
-                async with self._lock:  # one inference at a time; others wait their turn
-                    reply = await asyncio.to_thread(self._infer, request)
-                reply["server_timing"]["total_ms"] = (time.perf_counter() - start) * 1e3
-            except ValueError as error:
-                reply = {"error": str(error)}
-            except Exception as error:  # never let one bad request take the server down
-                log.exception("request failed")
-                reply = {"error": f"{type(error).__name__}: {error}"}
-            await connection.send(msgpack_numpy.packb(reply))
+                # Decoding, checking and resizing the images run on a worker thread before the request waits its
+                # turn: a large or malformed message must neither pause the other connections nor hold the policy.
+                batch, with_video = await asyncio.to_thread(self._prepare, message)
+            except ValueError as error:  # the request's fault: the message says what was wrong
+                log.info("refused a request: %s", error)
+                return {"error": str(error)}
+            async with self._lock:
+                reply = await asyncio.to_thread(self._infer, batch, with_video)
+        except Exception:  # a bug of ours (past the checks, a ValueError too): keep serving, keep the traceback here
+            log.exception("request failed")
+            return {"error": "internal error of the policy server (see its log): the request was not served"}
+        reply["server_timing"]["total_ms"] = (time.perf_counter() - start) * 1e3
+        return reply
+
+    async def _handle(self, connection) -> None:
+        try:
+            await connection.send(msgpack_numpy.packb(self.metadata()))
+            async for message in connection:
+                await connection.send(msgpack_numpy.packb(await self._reply(message)))
+        except ConnectionClosed as closed:  # e.g. a message over max_message_bytes, or a client gone mid-reply
+            log.info("connection from %s closed: %s", connection.remote_address, closed)
 
     @staticmethod
     def _health(connection, request):
@@ -75,11 +104,12 @@ class PolicyServer:
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         return None
 
-    async def serve(self, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    async def serve(self, ready: asyncio.Event | threading.Event | None = None,
+                    stop: asyncio.Event | None = None) -> None:
         from websockets.asyncio.server import serve
 
-        async with serve(self._handle, self.host, self.port, process_request=self._health, max_size=None,
-                         compression=None) as server:
+        async with serve(self._handle, self.host, self.port, process_request=self._health,
+                         max_size=self.max_message_bytes, compression=None) as server:
             self.port = server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
             log.info("serving on %s:%d", self.host, self.port)
             if ready is not None:
@@ -88,3 +118,32 @@ class PolicyServer:
 
     def run(self) -> None:
         asyncio.run(self.serve())
+
+
+@contextlib.contextmanager
+def serve_in_background(server: PolicyServer, timeout: float = 60.0) -> Iterator[PolicyServer]:
+    """Run `server` on a thread of its own for the duration of the block (tests, benchmarks, notebooks); inside
+    it `server.port` is the port really bound."""
+    ready, state = threading.Event(), {}
+
+    async def main() -> None:
+        state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        await server.serve(ready, state["stop"])
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as error:  # e.g. the port is taken: the caller raises it
+            state["error"] = error
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, name="policy-server", daemon=True)
+    thread.start()
+    if not ready.wait(timeout) or "error" in state:
+        raise RuntimeError(f"the policy server did not start (waited up to {timeout} s)") from state.get("error")
+    try:
+        yield server
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(timeout)
