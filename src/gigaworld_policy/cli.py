@@ -8,6 +8,7 @@ import sys
 
 from .atomic import exit_cleanly_on_sigterm
 from .config import PRESETS
+from .extras import MissingExtra
 from .serving.observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES
 
 GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
@@ -310,13 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "train":
         try:
             train_command(argv[1:])
-        except (ValueError, FileNotFoundError, FileExistsError) as error:
+        except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as error:
             sys.exit(f"gwp: error: {error}")
         return
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as error:
         sys.exit(f"gwp: error: {error}")
 
 
