@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..extras import require
+
 # The architecture of Wan2.2-TI2V-5B's VAE (diffusers' AutoencoderKLWan arguments), without its statistics.
 WAN22_VAE_ARCHITECTURE = {
     "base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
@@ -36,7 +38,7 @@ class WanVAECodec:
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu",
                         dtype: torch.dtype = torch.float32) -> WanVAECodec:
         """A diffusers VAE folder, e.g. the `vae` folder of Wan2.2-TI2V-5B-Diffusers on your disk."""
-        from diffusers import AutoencoderKLWan
+        AutoencoderKLWan = require("diffusers", "the Wan2.2 VAE").AutoencoderKLWan
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
@@ -46,8 +48,7 @@ class WanVAECodec:
     @classmethod
     def random_wan22(cls, device: str = "cpu", dtype: torch.dtype = torch.float32) -> WanVAECodec:
         """Wan2.2's VAE architecture with random weights: for timing and shape checks, never for training."""
-        from diffusers import AutoencoderKLWan
-
+        AutoencoderKLWan = require("diffusers", "the Wan2.2 VAE").AutoencoderKLWan
         z = WAN22_VAE_ARCHITECTURE["z_dim"]
         with torch.device("meta"):
             vae = AutoencoderKLWan(**WAN22_VAE_ARCHITECTURE, latents_mean=[0.0] * z, latents_std=[1.0] * z)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from . import msgpack_numpy
 
 
@@ -14,8 +15,7 @@ class PolicyClient:
     """Synchronous websocket client. `metadata` holds what the server announced on connect."""
 
     def __init__(self, host: str = "localhost", port: int = 8000, timeout: float = 60.0):
-        from websockets.sync.client import connect
-
+        connect = require("websockets.sync.client", "the policy client").connect
         self._stack = contextlib.ExitStack()
         self._connection = self._stack.enter_context(
             connect(f"ws://{host}:{port}", max_size=None, compression=None, open_timeout=timeout)

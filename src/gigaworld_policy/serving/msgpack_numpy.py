@@ -14,9 +14,11 @@ import math
 import re
 from typing import Any
 
-import msgpack
 import numpy as np
 
+from ..extras import require
+
+msgpack = require("msgpack", "the policy server and its client")
 NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex: the only arrays a policy reads
 # Elements of all msgpack arrays and maps in one message together. A request has a few dozen (images travel as
 # bytes); 16 MB of one-byte list items decode to 16 M Python objects in ~0.5 s of C that holds the GIL and so stalls

@@ -19,11 +19,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-from websockets.exceptions import ConnectionClosed
-
+from ..extras import require
 from ..inference import Predictor
 from . import msgpack_numpy
 from .observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES, check_key_map, parse_observation, wants_video
+
+ConnectionClosed = require("websockets.exceptions", "the policy server").ConnectionClosed
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,7 @@ class PolicyServer:
 
     async def serve(self, ready: asyncio.Event | threading.Event | None = None,
                     stop: asyncio.Event | None = None) -> None:
-        from websockets.asyncio.server import serve
-
+        serve = require("websockets.asyncio.server", "the policy server").serve
         async with serve(self._handle, self.host, self.port, process_request=self._health,
                          max_size=self.max_message_bytes, compression=None) as server:
             self.port = server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
