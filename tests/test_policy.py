@@ -103,7 +103,7 @@ def test_smaller_embodiment_is_zero_beyond_its_dims(tiny_policy):
     batch["embodiment"] = torch.tensor([0, 1])  # 4 and 14 action dims
     actions = tiny_policy.sample_actions(batch, num_steps=2)
     assert actions.shape == (2, 8, 14)
-    assert actions[0, :, 4:].abs().max() == 0 and actions[1].abs().min() >= 0
+    assert actions[0, :, 4:].abs().max() == 0
     assert actions[1, :, 4:].abs().max() > 0
 
 
