@@ -114,6 +114,12 @@ class PolicyConfig:
     # the video learns to follow a given chunk, the way `sample_video` decodes it. Those samples train no action
     # loss. With 0 a clean chunk is as rare as a flow time near 0, and the video can learn to ignore the actions.
     clean_action_prob: float = 0.0
+    # Real-time chunking, trained (Black et al. 2025): with this probability per sample, the first d ~ U{0..d_max}
+    # steps of the chunk are given clean, as the actions a robot commits to while the next chunk is computed, and
+    # are not learned; the rest is noised as usual. `sample_actions(action_prefix=...)` then continues a prefix.
+    # 0 trains exactly as without it.
+    action_prefix_prob: float = 0.0
+    max_action_prefix: int | None = None  # d_max; None = a quarter of the chunk
     # "patch": observation tokens are the codec latents, patchified by the DiT (the method). "cnn": a small CNN
     # sees the image instead: with video_loss_weight 0 the standard baseline; with the video loss, the method with
     # another observation encoder (the future frames are still codec latents, patchified).
@@ -151,6 +157,11 @@ class PolicyConfig:
     @property
     def num_future_latent_frames(self) -> int:
         return self.num_future_frames // self.codec.temporal_factor
+
+    @property
+    def action_prefix_limit(self) -> int:
+        """d_max: the longest committed action prefix trained (and accepted by `sample_actions`)."""
+        return self.chunk_size // 4 if self.max_action_prefix is None else self.max_action_prefix
 
     @property
     def future_latent_shape(self) -> tuple[int, int, int, int]:
@@ -202,6 +213,11 @@ class PolicyConfig:
             raise ValueError(f"shift must be positive, got {self.shift}")
         if not 0 <= self.clean_action_prob < 1:
             raise ValueError(f"clean_action_prob must be in [0, 1), got {self.clean_action_prob}")
+        if not 0 <= self.action_prefix_prob <= 1:
+            raise ValueError(f"action_prefix_prob must be in [0, 1], got {self.action_prefix_prob}")
+        if not 0 <= self.action_prefix_limit < self.chunk_size:
+            raise ValueError(f"max_action_prefix must be in [0, chunk_size) = [0, {self.chunk_size}), got "
+                             f"{self.max_action_prefix}")
         if self.observation_encoder not in ("patch", "cnn"):
             raise ValueError(f"observation_encoder must be 'patch' or 'cnn', got {self.observation_encoder!r}")
         if not self.cnn_widths or any(w <= 0 or w % 8 for w in self.cnn_widths):

@@ -59,7 +59,8 @@ class OptimConfig:
 
 
 # Policy-config fields a run may override: the losses, and the observation encoder (not when starting from --init).
-LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "clean_action_prob")
+LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "clean_action_prob",
+                  "action_prefix_prob", "max_action_prefix")
 ARCHITECTURE_OVERRIDES = ("observation_encoder", "cnn_widths")
 
 
@@ -95,6 +96,8 @@ class TrainConfig:
     action_loss_weight: float | None = None
     shared_flow_time: bool | None = None
     clean_action_prob: float | None = None
+    action_prefix_prob: float | None = None  # real-time chunking: see PolicyConfig.action_prefix_prob
+    max_action_prefix: int | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     cnn_widths: tuple[int, ...] | None = None
     text_encoder: str = "minilm"  # "minilm", "none" (datasets must not need one) or a umT5 folder (Wan2.2's)

@@ -159,11 +159,17 @@ class GigaWorldPolicy(nn.Module):
         return self.transformer.encode_text(inputs.text_embeds, inputs.text_mask)
 
     # ---- the one forward path -----------------------------------------------------------------------
-    def _plan(self, layout: TokenLayout, rows: slice) -> SequencePlan:
-        """Plan for running the tokens `rows` of `layout`; they see every key before rows.stop."""
+    def _plan(self, layout: TokenLayout, rows: slice, committed: Tensor | None = None) -> SequencePlan:
+        """Plan for running the tokens `rows` of `layout`; they see every key before rows.stop. committed (B, H)
+        bool: action steps that are clean context (a committed prefix), in the clean time group, per sample."""
         mask = layout.attention_mask[rows, : rows.stop].to(self.device)
+        groups = layout.time_groups
+        if committed is not None:
+            groups = groups.expand(len(committed), -1).clone()
+            actions = layout.span("action")
+            groups[:, actions] = groups[:, actions].masked_fill(committed.cpu(), TIME_GROUP["observation"])
         return SequencePlan(
-            layout.time_groups[rows].to(self.device),
+            groups[..., rows].to(self.device),
             self.transformer.rope(layout.positions[rows]),
             self.transformer.self_attention_mask(None if bool(mask.all()) else mask),
         )
@@ -217,22 +223,30 @@ class GigaWorldPolicy(nn.Module):
         if with_actions:
             noise = torch.randn(inputs.actions.shape, generator=generator).to(device, self.dtype)
             noise = noise * inputs.action_dim_mask[:, None]
-            noisy_actions = flow.add_noise(inputs.actions, noise, sigma_action)
-            tokens.append(self.action_encoder(noisy_actions, inputs.embodiment))
         if with_video:
             future = latents[:, :, 1:]
             video_noise = torch.randn(future.shape, generator=generator).to(device, self.dtype)
+        committed = self._draw_committed(b, generator) if with_actions else None  # drawn last: d = 0 changes nothing
+        if with_actions:
+            noisy_actions = flow.add_noise(inputs.actions, noise, sigma_action)
+            if committed is not None:  # a committed prefix is clean context, as when it is executed
+                noisy_actions = torch.where(committed[..., None], inputs.actions, noisy_actions)
+            tokens.append(self.action_encoder(noisy_actions, inputs.embodiment))
+        if with_video:
             tokens.append(self.transformer.patchify(flow.add_noise(future, video_noise, sigma_video)))
 
         layout = self._layout(inputs, cfg.chunk_size if with_actions else 0, latents.shape[2] - 1)
-        hidden, _ = self._transform(torch.cat(tokens, 1), self._plan(layout, slice(0, layout.num_tokens)), sigmas,
-                                    self._text(inputs))
+        hidden, _ = self._transform(torch.cat(tokens, 1), self._plan(layout, slice(0, layout.num_tokens), committed),
+                                    sigmas, self._text(inputs))
 
         zero = hidden.new_zeros(())
         loss_action = loss_video = zero
         if with_actions:
             velocity = self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment)
-            valid = (~inputs.action_is_pad & ~given[:, None])[:, :, None] & inputs.action_dim_mask[:, None, :]
+            learned = ~inputs.action_is_pad & ~given[:, None]
+            if committed is not None:
+                learned &= ~committed
+            valid = learned[:, :, None] & inputs.action_dim_mask[:, None, :]
             error = (velocity.float() - flow.velocity_target(inputs.actions, noise).float()) ** 2
             loss_action = (error * valid).sum() / valid.sum().clamp(min=1)
         if with_video:
@@ -244,7 +258,19 @@ class GigaWorldPolicy(nn.Module):
         loss = cfg.action_loss_weight * loss_action + cfg.video_loss_weight * loss_video
         info = {"loss_action": loss_action.detach(), "loss_video": loss_video.detach(),
                 "sigma_action": sigma_action, "sigma_video": sigma_video}
+        if committed is not None:
+            info["action_prefix_steps"] = committed.sum(dim=1)  # (B,) committed steps of each sample
         return loss, info
+
+    def _draw_committed(self, batch_size: int, generator: torch.Generator | None) -> Tensor | None:
+        """(B, H) bool: the first d ~ U{0..d_max} action steps of a share `action_prefix_prob` of the samples, given
+        clean as a committed prefix (real-time chunking); None without it (no draws: training is as before)."""
+        cfg = self.config
+        if cfg.action_prefix_prob == 0:
+            return None
+        conditioned = torch.rand(batch_size, generator=generator) < cfg.action_prefix_prob
+        lengths = torch.randint(0, cfg.action_prefix_limit + 1, (batch_size,), generator=generator) * conditioned
+        return (torch.arange(cfg.chunk_size)[None] < lengths[:, None]).to(self.device)
 
     # ---- inference ----------------------------------------------------------------------------------
     def _euler(self, x: list[Tensor], num_steps: int, velocity: Callable[[list[Tensor], Tensor], list[Tensor]]):
@@ -264,8 +290,10 @@ class GigaWorldPolicy(nn.Module):
         text: TextContext,
         num_steps: int,
         use_cache: bool,
+        committed: Tensor | None = None,
     ) -> Tensor:
-        """Denoise `block`, the last block of `layout`, given the clean tokens before it (B, P, D).
+        """Denoise `block`, the last block of `layout`, given the clean tokens before it (B, P, D); `committed`
+        (B, H) marks action steps that are clean already (`head` must give them zero velocity).
 
         With the cache the clean context runs through the blocks once and only `block`'s tokens run at
         each step; without it the whole sequence runs at each step. Both give the same result."""
@@ -274,9 +302,9 @@ class GigaWorldPolicy(nn.Module):
         clean = torch.zeros(b, NUM_TIME_GROUPS, device=self.device)
         if use_cache:
             _, cache = self._transform(context, self._plan(layout, slice(0, rows.start)), clean, text)
-            plan = self._plan(layout, rows)
+            plan = self._plan(layout, rows, committed)
         else:
-            cache, plan = None, self._plan(layout, slice(0, rows.stop))
+            cache, plan = None, self._plan(layout, slice(0, rows.stop), committed)
 
         def velocity(x: list[Tensor], sigma: Tensor) -> list[Tensor]:
             sigmas = clean.clone()
@@ -319,24 +347,52 @@ class GigaWorldPolicy(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        action_prefix: Tensor | None = None,
     ) -> Tensor:
         """Action-only decoding -> normalised actions (B, H, A), A = the largest action dim of the batch's
         embodiments (smaller embodiments are zero beyond their own dims). noise: (B, H, A) start point.
         temperature multiplies the start point: 1 samples the learned action distribution, 0 decodes one chunk
         deterministically from the noise's mean, which leaves out the spread of the demonstrations (their noise,
-        when it cannot be predicted from the observation)."""
+        when it cannot be predicted from the observation).
+
+        action_prefix (B, d, A), normalised: actions already committed to (real-time chunking: those the robot
+        executes while this chunk is computed). They are clean context inside the action block, so decoding costs
+        the same; the chunk's first d steps are the prefix exactly and the rest continues it. d <= d_max
+        (`config.action_prefix_limit`); a policy trained with `action_prefix_prob` > 0 has learned to continue."""
         check_temperature(temperature)
         inputs = self.prepare(batch)
         observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, 0)
+        start = self._action_noise(inputs, noise, generator) * temperature
+        committed = None
+        if action_prefix is not None and action_prefix.shape[1:2] != (0,):
+            prefix = self._checked_prefix(inputs, action_prefix)
+            start = torch.cat([prefix, start[:, len(prefix[0]):]], dim=1)
+            committed = (torch.arange(self.config.chunk_size, device=self.device) < prefix.shape[1]).expand(
+                inputs.batch_size, -1)
+        free = 1.0 if committed is None else (~committed)[..., None]  # committed steps do not move
         actions = self._denoise_last_block(
-            self._prefix_tokens(inputs, observation), layout, "action",
-            self._action_noise(inputs, noise, generator) * temperature,
+            self._prefix_tokens(inputs, observation), layout, "action", start,
             embed=lambda x: self.action_encoder(x.to(self.dtype), inputs.embodiment),
-            head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None],
+            head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None] * free,
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
+            committed=committed,
         )
         return actions[..., : self._output_action_dims(inputs)]
+
+    def _checked_prefix(self, inputs: PolicyInputs, prefix: Tensor) -> Tensor:
+        """A committed action prefix (B, d, A <= max_action_dim) as the ODE state's first d steps (B, d, max A)."""
+        b, limit = inputs.batch_size, self.config.action_prefix_limit
+        if prefix.ndim != 3 or prefix.shape[0] != b or prefix.shape[2] > self.config.max_action_dim:
+            raise ValueError(f"action_prefix must be (B={b}, d, A <= {self.config.max_action_dim}), got "
+                             f"{tuple(prefix.shape)}")
+        if prefix.shape[1] > limit:
+            raise ValueError(f"action_prefix has {prefix.shape[1]} steps; this policy continues at most {limit} "
+                             f"(max_action_prefix)")
+        if not torch.isfinite(prefix).all():
+            raise ValueError("action_prefix contains NaN or infinite values")
+        prefix = F.pad(prefix.float(), (0, self.config.max_action_dim - prefix.shape[2])).to(self.device)
+        return prefix * inputs.action_dim_mask[:, None]
 
     def compile(self, **kwargs) -> GigaWorldPolicy:
         """Compile each transformer block with torch.compile (regional compilation: the blocks share one

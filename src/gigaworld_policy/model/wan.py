@@ -28,6 +28,14 @@ KV = tuple[Tensor, Tensor]  # keys, values: each (B, heads, N, head_dim)
 ATTENTION_BACKENDS = ("sdpa", "flex")
 
 
+def select_groups(per_group: Tensor, groups: Tensor) -> Tensor:
+    """per_group (B, G, ...) -> per token (B, N, ...); groups (N,) shared by the batch, or (B, N) per sample
+    (tokens whose flow time differs between samples, e.g. a committed action prefix of varying length)."""
+    if groups.ndim == 1:
+        return per_group.index_select(1, groups)
+    return per_group[torch.arange(len(per_group), device=groups.device)[:, None], groups]
+
+
 @functools.cache
 def _compiled_flex_attention():
     return torch.compile(flex_attention, dynamic=False)
@@ -180,10 +188,10 @@ class TransformerBlock(nn.Module):
         self_mask: Tensor | None,
         past_kv: KV | None = None,
     ) -> tuple[Tensor, KV]:
-        """x (B, N, D); modulation (B, G, 6, D); groups (N,) maps tokens to G; self_mask (N, P + N) where P
-        is the number of cached prefix tokens in past_kv. Returns the new x and this block's own keys/values
-        (B, heads, N, hd), which are the prefix cache when x is the clean prefix."""
-        mod = (self.scale_shift_table.unsqueeze(0) + modulation.float()).index_select(1, groups)
+        """x (B, N, D); modulation (B, G, 6, D); groups (N,) or, per sample, (B, N) maps tokens to G; self_mask
+        (N, P + N) where P is the number of cached prefix tokens in past_kv. Returns the new x and this block's own
+        keys/values (B, heads, N, hd), which are the prefix cache when x is the clean prefix."""
+        mod = select_groups(self.scale_shift_table.unsqueeze(0) + modulation.float(), groups)
         shift, scale, gate, c_shift, c_scale, c_gate = mod.unbind(2)
 
         h = (self._layer_norm(x) * (1 + scale) + shift).type_as(x)
@@ -305,7 +313,7 @@ class WanTransformer(nn.Module):
 
     def output_norm(self, x: Tensor, temb: Tensor, groups: Tensor) -> Tensor:
         """Final modulated layer norm: x (B, N, D), temb (B, G, D) -> (B, N, D), before any output head."""
-        shift, scale = (self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).index_select(1, groups).unbind(2)
+        shift, scale = select_groups(self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2), groups).unbind(2)
         eps = self.config.eps
         return (F.layer_norm(x.float(), x.shape[-1:], eps=eps) * (1 + scale) + shift).type_as(x)
 
