@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from learning import HELDOUT_DEMOS, write_section
 
 from gigaworld_policy.data.composite import composite, default_layout, to_model_range
 from gigaworld_policy.envs.base import episode_seed
@@ -33,6 +32,8 @@ from gigaworld_policy.envs.metaworld import (
     collection_settings,
     noisy_expert_action,
 )
+from gigaworld_policy.studies.report import chunk_effect_section, write_section
+from gigaworld_policy.studies.results import HELDOUT_DEMOS, RESULT
 
 OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the episode's
 
@@ -40,7 +41,7 @@ OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the 
 def recording_setup(study: Path) -> tuple[dict, dict]:
     """(the held-out demonstrations' recording settings, one run's stored setup) of a learning study."""
     heldout = study / HELDOUT_DEMOS
-    results = sorted((study / "runs").glob("*/result.json"))
+    results = sorted((study / "runs").glob(f"*/{RESULT}"))
     if not (heldout / "meta").is_dir() or not results:
         raise SystemExit(f"{study} is not a learning study with a finished run: expected {heldout} and "
                          f"{study / 'runs'}/<run>/result.json")
@@ -102,26 +103,6 @@ def episode_effect(env: MetaWorldEnv, frames: Frames, seed: int, recording: dict
     return halves, static
 
 
-def section(name: str, rows: dict[str, tuple[list[float], list[float]]], command: str, recording: dict,
-            offsets: list[int]) -> str:
-    lines = [f"<!-- chunk-effect {name}:begin -->", f"## How much the action chunk decides the future: {name}", "",
-             f"Command: `{command}`", "",
-             f"Demonstrations recorded as the study {name}'s (action noise std {recording['action_noise']:g}, "
-             f"correlation {recording['action_noise_correlation']:g}); for every sampled frame the chunk was run a "
-             f"second time with an independent noise draw from the same state, and its future frames (t + "
-             f"{', '.join(map(str, offsets))}) compared with the recorded ones. Chunk-decided error: half their mean "
-             "squared difference, the video error that reading the chunk perfectly could remove; repeat-the-frame "
-             "error: the future against the current frame (the learning tables' static bar). Pixels in [-1, 1], the "
-             "policy's composite, no video compression.", "",
-             "| task | frames | chunk-decided error | repeat-the-frame error | chunk-decided / repeat-the-frame |",
-             "|---|---|---|---|---|"]
-    pooled = ([h for halves, _ in rows.values() for h in halves], [s for _, static in rows.values() for s in static])
-    for task, (halves, static) in [*rows.items(), ("**all tasks**", pooled)]:
-        lines.append(f"| {task} | {len(halves)} | {np.mean(halves):.4f} | {np.mean(static):.4f} | "
-                     f"{np.mean(halves) / np.mean(static):.0%} |")
-    return "\n".join([*lines, "", f"<!-- chunk-effect {name}:end -->"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", required=True, help="a learning study's output folder (learning.py's --out)")
@@ -157,10 +138,9 @@ def main() -> None:
         print(f"{task}: chunk-decided {np.mean(halves):.4f}, repeat-the-frame {np.mean(static):.4f} "
               f"({len(halves)} frames)", flush=True)
     name = args.name or study.name
-    Path(args.docs).mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/chunk_effect.py " + " ".join(sys.argv[1:])
-    write_section(Path(args.docs) / "RESULTS.md", f"<!-- chunk-effect {name}:begin -->",
-                  f"<!-- chunk-effect {name}:end -->", section(name, rows, command, recording, offsets))
+    write_section(Path(args.docs) / "RESULTS.md", "chunk-effect", name,
+                  chunk_effect_section(name, rows, command, recording, offsets))
     print(f"wrote the section chunk-effect-{name} of {Path(args.docs) / 'RESULTS.md'}")
 
 

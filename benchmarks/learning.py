@@ -39,17 +39,15 @@ docs/learning-<name>.png (success; training action loss); OUT/learning.json gets
 
 import argparse
 import json
-import math
 import multiprocessing
 import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import stats
 
 from gigaworld_policy.atomic import exit_cleanly_on_sigterm, write_text_atomically
 from gigaworld_policy.config import PolicyConfig
@@ -63,33 +61,27 @@ from gigaworld_policy.envs.metaworld import (
     collection_settings,
     instruction,
 )
-from gigaworld_policy.evaluate import closed_loop, open_loop_dataset, wilson_interval
+from gigaworld_policy.evaluate import closed_loop, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
+from gigaworld_policy.studies.report import StudySettings, write_learning
+from gigaworld_policy.studies.results import (
+    HELDOUT_DEMOS,
+    HELDOUT_EPISODES,
+    HELDOUT_SAMPLES,
+    PRETRAIN_SETUP_KEYS,
+    RESULT,
+    SETUP_KEYS,
+    final_checkpoint,
+    lacks_heldout_scores,
+    run_folder,
+    setup_differences,
+)
+from gigaworld_policy.studies.variants import OVERRIDES, PRETRAINED, VARIANTS, trains_video
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
-VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn", "pretrain_cnn")
-OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
-             "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
-             "gwp_cnn": {"observation_encoder": "cnn"}, "pretrain_cnn": {"observation_encoder": "cnn"}}
-PRETRAINED = ("pretrain", "pretrain_cnn")  # variants with a video-only stage on the extra demonstrations first
-VIDEO_LOSS_PAIRS = (("gwp", "action_only"), ("gwp_cnn", "baseline"))  # (with the video loss, without)
-HELDOUT_EPISODES, HELDOUT_SEED = 5, 9000  # per task; demonstrations on layouts disjoint from training and eval
-HELDOUT_DEMOS = "heldout_demos"  # the folder of OUT they are recorded in
-HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop error
+HELDOUT_SEED = 9000  # of the held-out demonstrations (results.HELDOUT_EPISODES per task)
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
-SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
-# What a run's result depends on: a cached result made with other values is refused, not silently reused.
-SETUP_KEYS = ("task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
-              "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
-              "goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
-PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-training variants depend on
-# of the keys whose default is not None; results stored before the normalisation was recorded used quantiles
-# clipped to [-1, 1], which the library no longer does
-SETUP_DEFAULTS = {"observe_goal": False, "normalization": "quantile, clipped", "action_noise": 0.0,
-                  "action_noise_correlation": 0.0}
-# policy-config fields added since results were first stored, with the value those results were trained with
-POLICY_DEFAULTS = {"clean_action_prob": 0.0}
 
 
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, args) -> None:
@@ -190,31 +182,10 @@ def open_loop_heldout(checkpoint: Path, heldout: Path, temperature: float = 1.0)
                              temperature=temperature)
 
 
-def final_checkpoint(run: Path, variant: str) -> Path:
-    """The checkpoint a finished run was evaluated with (for the pre-training variants, post-training's)."""
-    return ((run / "post" if variant in PRETRAINED else run) / CHECKPOINTS / "last").resolve()
-
-
-def comparable_setup(stored: dict, setup: dict) -> dict:
-    """A stored result's setup in the keys of `setup`: keys added since it was stored take their default, and a
-    result stored before the whole policy config was recorded (only the preset's transformer, as "network") is
-    checked on that transformer alone."""
-    found = {key: stored.get(key, SETUP_DEFAULTS.get(key)) for key in setup}
-    if "policy" not in stored:
-        found["policy"] = {**setup["policy"], "transformer": stored.get("network")}
-    else:
-        found["policy"] = POLICY_DEFAULTS | stored["policy"]
-    return found
-
-
-def trains_video(variant: str) -> bool:
-    return OVERRIDES.get(variant, {}).get("video_loss_weight", 1.0) > 0
-
-
 def run_once(variant: str, seed: int, args, out: Path) -> dict:
     """Train and evaluate one (variant, seed), or return its stored result."""
-    run = out / "runs" / f"{variant}-seed{seed}"
-    result_file = run / "result.json"
+    run = run_folder(out, variant, seed)
+    result_file = run / RESULT
     setup = {key: getattr(args, key) for key in SETUP_KEYS + (PRETRAIN_SETUP_KEYS if variant in PRETRAINED else ())}
     # The whole policy config the run trains, variant overrides included (presets can change between runs).
     options = run_options(variant, args, seed)
@@ -223,15 +194,11 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
         stored = json.loads(result_file.read_text())
-        stored_setup = comparable_setup(stored["setup"], setup)
-        if stored_setup != setup:
-            changed = sorted(k for k in setup if stored_setup[k] != setup[k] and k != "policy")
-            changed += sorted(f"policy.{k}" for k in setup["policy"]
-                              if stored_setup["policy"].get(k) != setup["policy"][k])
+        changed = setup_differences(stored["setup"], setup)
+        if changed:
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
-        heldout = stored.get("open_loop_heldout")
-        if heldout is None or (trains_video(variant) and "video_mse_other_actions" not in heldout):
+        if lacks_heldout_scores(stored):
             stored["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / HELDOUT_DEMOS)
             write_text_atomically(result_file, json.dumps(stored, indent=2))
         return stored
@@ -267,261 +234,6 @@ def run_all(pairs: list[tuple[str, int]], args, out: Path) -> dict[tuple[str, in
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the runs under way finish and keep their results; no new ones start
             raise
-
-
-def interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and 95% t-interval half-width over training seeds (None with one seed: no interval)."""
-    if len(values) < 2:
-        return float(np.mean(values)), None
-    t95 = stats.t.ppf(0.975, df=len(values) - 1)  # Student's t, two-sided 95%
-    return float(np.mean(values)), t95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-
-
-def success_over_seeds(runs: list[dict]) -> tuple[str, str]:
-    """Table cells for runs (one per training seed): "mean% ± 95% half-width" (or "(one seed)"), and the per-seed
-    successes in points."""
-    mean, half = interval([r["average_success_rate"] for r in runs])
-    spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
-    return f"{100 * mean:.0f}% {spread}", ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
-
-
-def video_error(variant: str, runs: list[dict]) -> str:
-    """Mean held-out future-frame MSE given the true chunk / another sample's, for variants whose video head was
-    trained (blank otherwise)."""
-    if not trains_video(variant):
-        return "—"
-    return " / ".join(f"{np.mean([r['open_loop_heldout'][key] for r in runs]):.3f}"
-                      for key in ("video_mse", "video_mse_other_actions"))
-
-
-def training_minutes(runs: list[dict]) -> str:
-    """Mean training wall-clock minutes over the runs that were never interrupted (a resumed run's clock restarted);
-    starred when some runs are left out, a dash when all were resumed."""
-    whole = [r["train_minutes"] for r in runs if not r.get("resumed")]
-    if not whole:
-        return "—*"
-    return f"{np.mean(whole):.1f}" + ("*" if len(whole) < len(runs) else "")
-
-
-def budget_words(args) -> str:
-    if args.steps and args.train_minutes:
-        words = f"{args.steps} optimiser steps per run, capped at {args.train_minutes:g} min"
-    elif args.steps:
-        words = f"{args.steps} optimiser steps per run"
-    else:
-        words = f"{args.train_minutes:g} min of CPU training per run"
-    if args.pretrain_steps:
-        words += f" (the pre-training variants: {args.pretrain_steps} video-only steps before them)"
-    return words
-
-
-def setup_words(args) -> str:
-    """How the composite image, the CNN observation encoder, the goal's visibility, the demonstrations' action noise
-    and the video loss differ from the defaults, if they do."""
-    words = ""
-    if args.image_size or args.layout:
-        size = "x".join(map(str, args.image_size or PolicyConfig.preset(args.preset).image_size))
-        words += f" with a {size} (H x W) composite in the {args.layout or 't'} layout"
-    if args.cnn_widths:
-        words += f", a CNN of {len(args.cnn_widths)} stride-2 stages ({'/'.join(map(str, args.cnn_widths))} channels)"
-    if args.goal_marker_radius:
-        words += f", goal spheres drawn {100 * args.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
-    if args.observe_goal:
-        words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
-    if args.action_noise:
-        words += (f", demonstrations whose executed and recorded hand motions carry noise of std {args.action_noise:g} "
-                  f"(step-to-step correlation {args.action_noise_correlation:g})")
-    if args.video_loss_weight is not None:
-        words += f", video loss weight {args.video_loss_weight:g} (action loss 1) in the variants that train it"
-    if args.clean_action_prob is not None:
-        words += (f", {100 * args.clean_action_prob:g}% of the samples of the variants with video given their clean "
-                  f"action chunk (video loss only)")
-    return words
-
-
-def summary_tables(results: dict[str, list[dict]], args) -> list[str]:
-    lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
-             "training min | held-out action MSE | held-out video MSE, true / other chunk | policy latency p50 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for variant, runs in results.items():
-        mean_success, per_seed = success_over_seeds(runs)
-        lines.append(f"| {variant} | {mean_success} | {per_seed} | {len(runs)} | "
-                     f"{np.mean([r['steps'] for r in runs]):.0f} | {training_minutes(runs)} | "
-                     f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
-                     f"{video_error(variant, runs)} | "
-                     f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
-    static = [r["open_loop_heldout"]["video_mse_static"] for variant, runs in results.items() if trains_video(variant)
-              for r in runs]
-    if static:
-        lines += ["", f"Held-out video MSE: future frames decoded given the true action chunk, pixels in [-1, 1]; only "
-                  f"for variants trained with the video loss. Repeating the current frame scores "
-                  f"{np.mean(static):.3f}. After the slash, the same noise decoded given another sample's chunk: as "
-                  f"low as with the true one when the video does not follow the actions."]
-    if any(r.get("resumed") for runs in results.values() for r in runs):
-        lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
-                  "after resuming."]
-    lines += default_against_others(results)
-    lines += video_loss_effect(results)
-    lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
-              "| variant | " + " | ".join(args.task_list) + " |", "|---|" + "---|" * len(args.task_list)]
-    for variant, runs in results.items():
-        cells = []
-        for task in args.task_list:
-            successes = sum(r["tasks"][task]["successes"] for r in runs)
-            episodes = sum(r["tasks"][task]["episodes"] for r in runs)
-            low, high = wilson_interval(successes, episodes)
-            cells.append(f"{100 * successes / episodes:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def pooled_successes(runs: list[dict]) -> tuple[int, int]:
-    """(successes, episodes) over every task and training seed."""
-    return (sum(t["successes"] for r in runs for t in r["tasks"].values()),
-            sum(t["episodes"] for r in runs for t in r["tasks"].values()))
-
-
-def pooled_difference(counts: tuple[int, int], other_counts: tuple[int, int]) -> str:
-    """Success rate minus the other's in points, from (successes, episodes) pooled, with a 95% Wald interval."""
-    (wins, trials), (other_wins, other_trials) = counts, other_counts
-    p, q = wins / trials, other_wins / other_trials
-    half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
-    return f"{100 * (p - q):+.0f} ({100 * (p - q - half):+.0f} to {100 * (p - q + half):+.0f})"
-
-
-def default_against_others(results: dict[str, list[dict]], default: str = "gwp") -> list[str]:
-    """The default's success minus each other variant's, all episodes pooled."""
-    if default not in results or len(results) < 2:
-        return []
-    counts = pooled_successes(results[default])
-    lines = ["", f"{default} against each other variant, all episodes pooled over tasks and training seeds: the "
-             "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
-             "seed-to-seed spread of the table above).", "",
-             f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
-    for variant, runs in results.items():
-        if variant != default:
-            other = pooled_successes(runs)
-            lines.append(f"| {variant} | {other[0]}/{other[1]} (against {counts[0]}/{counts[1]}) | "
-                         f"{pooled_difference(counts, other)} |")
-    return lines
-
-
-VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
-                      "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
-
-
-def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
-    """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
-    without, the success difference with all episodes pooled, the differences per training seed that both ran and,
-    given two or more, their mean with a 95% t-interval: the test that counts the spread between training seeds)."""
-    rows = []
-    for video, action in VIDEO_LOSS_PAIRS:
-        if video in results and action in results:
-            with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
-            without = {r["seed"]: r["average_success_rate"] for r in results[action]}
-            differences = [with_video[s] - without[s] for s in sorted(with_video.keys() & without.keys())]
-            per_seed = ", ".join(f"{round(100 * d):+d}" for d in differences)
-            if len(differences) > 1:
-                mean, half = interval(differences)
-                per_seed += f" (mean {100 * mean:+.0f} ± {100 * half:.0f})"
-            pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
-            rows.append((video, action, pooled, per_seed or "—"))
-    return rows
-
-
-def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
-    """The table of `video_loss_rows`, or nothing when no such pair ran."""
-    rows = video_loss_rows(results)
-    if not rows:
-        return []
-    return ["", f"The video loss on against off, the network otherwise the same: {VIDEO_LOSS_COLUMNS}", "",
-            "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
-            *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
-
-
-def action_loss_curve(run: Path) -> list[tuple[int, float]]:
-    """(optimiser step, training action loss) from a run's metrics log. The pre-training variant has no action loss
-    in its video-only stage: its curve is the post-training stage, shifted by the pre-training steps."""
-    metrics, offset = run / "metrics.jsonl", 0
-    if (run / "post").exists():
-        metrics = run / "post" / "metrics.jsonl"
-        offset = int((run / "pretrain" / CHECKPOINTS / "last").resolve().name)
-    if not metrics.exists():
-        return []
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    # logs of runs resumed before the trainer trimmed them on resume repeat some steps: the later rows win
-    losses = {row["step"]: row["train/loss_action"] for row in rows if "train/loss_action" in row}
-    return [(offset + step, loss) for step, loss in sorted(losses.items())]
-
-
-def plot(results: dict[str, list[dict]], out: Path, path: Path) -> None:
-    """Left: success per variant (bar = mean over seeds, dots = seeds). Right: training action loss against
-    optimiser step (both stages of the pre-training variant), mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (success, loss) = plt.subplots(1, 2, figsize=(11, 3.2), dpi=100)
-    for x, (variant, runs) in enumerate(results.items()):
-        rates = [100 * r["average_success_rate"] for r in runs]
-        mean, half = interval(rates)
-        success.bar(x, mean, yerr=half, capsize=4, color=f"C{x}", alpha=0.6)
-        success.scatter([x] * len(rates), rates, color="black", s=12, zorder=3)
-        curves = [action_loss_curve(out / "runs" / f"{variant}-seed{r['seed']}") for r in runs]
-        length = min(len(c) for c in curves)
-        if length:
-            steps = [step for step, _ in curves[0][:length]]
-            mean_curve = np.mean([[value for _, value in c[:length]] for c in curves], axis=0)
-            window = min(SMOOTHING, length)
-            smooth = np.convolve(mean_curve, np.ones(window) / window, mode="valid")
-            loss.plot(steps[window - 1:], smooth, color=f"C{x}", label=variant)
-    success.set_xticks(range(len(results)), list(results), rotation=20, ha="right")
-    success.set_ylabel("success on held-out seeds (%)")
-    success.set_ylim(0, 100)
-    loss.set_xlabel("optimiser step (pretrain: after its video-only stage)")
-    loss.set_ylabel(f"training action loss\n(mean of {SMOOTHING} logs)")
-    loss.set_yscale("log")
-    loss.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def write_results(results: dict[str, list[dict]], args, out: Path, command: str) -> None:
-    """Write (or replace) the task set's section of RESULTS.md, between its markers, and its plot."""
-    docs = Path(args.docs)
-    name = args.name
-    begin, end = f"<!-- learning {name}:begin -->", f"<!-- learning {name}:end -->"
-    plot(results, out, docs / f"learning-{name}.png")
-    withheld = (f" (and {args.extra_episodes or args.episodes} more per task with actions withheld, for the "
-                "pre-training variants)" if set(PRETRAINED) & set(results) else "")
-    kind = "noisy" if args.action_noise else "expert"  # the held-out demonstrations are recorded the same way
-    section = "\n".join([
-        begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
-        f"Command: `{command}`", "",
-        f"Tasks {', '.join(args.task_list)}; {args.episodes} {kind} demonstrations per task{withheld}; "
-        f"`{args.preset}` preset{setup_words(args)}, batch {args.batch_size}, {budget_words(args)}; "
-        f"{args.eval_episodes} held-out episodes per task (seeds from 1000), executing {args.execute_steps} actions "
-        f"per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA weights) "
-        f"on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more {kind} demonstrations per task, on layouts used "
-        "neither for training nor for the closed-loop evaluation.", "",
-        *summary_tables(results, args), "", f"![learning on {name}](learning-{name}.png)", "", end,
-    ])
-    write_section(docs / "RESULTS.md", begin, end, section)
-    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
-
-
-def write_section(results_md: Path, begin: str, end: str, section: str) -> None:
-    """Replace the text from `begin` to `end` in results_md with `section` (which starts and ends with them), or
-    append it."""
-    text = results_md.read_text() if results_md.exists() else "# Results\n"
-    if begin in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    write_text_atomically(results_md, text)
 
 
 def widths(text: str) -> tuple[int, ...]:
@@ -627,7 +339,7 @@ def main() -> None:
     results = {}
     if args.report_only:
         for variant in args.variant_list:
-            seeds = [s for s in args.seed_list if (out / "runs" / f"{variant}-seed{s}" / "result.json").exists()]
+            seeds = [s for s in args.seed_list if (run_folder(out, variant, s) / RESULT).exists()]
             runs = [run_once(variant, seed, args, out) for seed in seeds]
             if runs:
                 results[variant] = runs
@@ -645,7 +357,8 @@ def main() -> None:
         done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
         results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
     command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
-    write_results(results, args, out, f"python benchmarks/learning.py {command}")
+    settings = StudySettings(**{field.name: getattr(args, field.name) for field in fields(StudySettings)})
+    write_learning(results, settings, out, Path(args.docs), f"python benchmarks/learning.py {command}")
 
 
 if __name__ == "__main__":

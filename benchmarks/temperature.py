@@ -18,44 +18,21 @@ resumes and runs can be split over processes (`--variants`).
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from learning import (
-    HELDOUT_DEMOS,
-    SETUP_DEFAULTS,
-    VIDEO_LOSS_COLUMNS,
-    evaluate_checkpoint,
-    final_checkpoint,
-    open_loop_heldout,
-    pooled_difference,
-    pooled_successes,
-    success_over_seeds,
-    video_loss_rows,
-    write_section,
-)
+from learning import evaluate_checkpoint, open_loop_heldout
 
 from gigaworld_policy.atomic import write_text_atomically
 from gigaworld_policy.model.policy import check_temperature
+from gigaworld_policy.studies.report import temperature_section, write_section
+from gigaworld_policy.studies.results import HELDOUT_DEMOS, SETUP_DEFAULTS, final_checkpoint, finished_runs
 
 # The settings of the study's closed-loop evaluation, as stored in each run's result.
 EVAL_KEYS = ("task_list", "eval_episodes", "execute_steps", "episode_steps", "camera_size", "goal_marker_radius",
              "observe_goal")
-
-
-def finished_runs(study: Path, variants: list[str] | None) -> dict[str, list[tuple[Path, dict]]]:
-    """{variant: [(run folder, stored result), ...]} for the runs of the study that have a result, seeds in order."""
-    runs: dict[str, list[tuple[Path, dict]]] = {}
-    for result_file in sorted((study / "runs").glob("*/result.json")):
-        result = json.loads(result_file.read_text())
-        if variants is None or result["variant"] in variants:
-            runs.setdefault(result["variant"], []).append((result_file.parent, result))
-    if not runs:
-        raise SystemExit(f"no finished runs{f' of {variants}' if variants else ''} under {study / 'runs'}")
-    return {variant: sorted(found, key=lambda pair: pair[1]["seed"]) for variant, found in runs.items()}
 
 
 def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
@@ -90,70 +67,6 @@ def save(path: Path, evaluation: dict) -> None:
     write_text_atomically(path, json.dumps(evaluation, indent=2))
 
 
-def successes_per_task(report: dict) -> dict[str, int]:
-    return {task: row["successes"] for task, row in report["tasks"].items()}
-
-
-def reproduces_the_study(evaluations: dict, runs: dict) -> str:
-    """Whether every run at temperature 1 had the study's number of successes on every task and its held-out action
-    error."""
-    if 1.0 not in next(iter(evaluations.values())):
-        return "Temperature 1 was not evaluated again, so the study's own figures are not checked here."
-    differing = [f"{variant} seed {result['seed']}" for variant, found in runs.items()
-                 for (_, result), evaluation in zip(found, evaluations[variant][1.0], strict=True)
-                 if successes_per_task(evaluation) != successes_per_task(result)
-                 or not math.isclose(evaluation["heldout_action_mse"], result["open_loop_heldout"]["action_mse"],
-                                     rel_tol=1e-6)]
-    if differing:
-        return (f"At temperature 1 these runs did **not** reproduce the study's success or held-out action error: "
-                f"{', '.join(differing)} (the study was evaluated with other code).")
-    return ("At temperature 1 every run reproduced the study's number of successes on every task and its held-out "
-            "action error.")
-
-
-def section(name: str, evaluations: dict, runs: dict, temperatures: list[float], command: str) -> str:
-    tasks = list(next(iter(runs.values()))[0][1]["setup"]["task_list"])
-    lines = [f"<!-- temperature {name}:begin -->", f"## Action-sampling temperature on {name}", "",
-             f"Command: `{command}`", "",
-             f"The final checkpoints of the study {name} (above), evaluated closed-loop again on its held-out seeds "
-             "with the action noise of sampling multiplied by the temperature (1: as trained and as in the study; 0: "
-             "deterministic decoding), and scored open-loop on its held-out demonstrations (normalised action MSE "
-             "against the demonstrated chunk, mean over training seeds). " + reproduces_the_study(evaluations, runs),
-             "", "| variant | temperature | mean success ± 95% interval over training seeds | per seed | "
-             "minus temperature 1, pooled (points) | held-out action error |", "|---|---|---|---|---|---|"]
-    for variant, by_temperature in evaluations.items():
-        for temperature in temperatures:
-            reports = by_temperature[temperature]
-            mean_success, per_seed = success_over_seeds(reports)
-            against = (pooled_difference(pooled_successes(reports), pooled_successes(by_temperature[1.0]))
-                       if 1.0 in by_temperature and temperature != 1.0 else "—")
-            action_error = sum(r["heldout_action_mse"] for r in reports) / len(reports)
-            lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} | "
-                         f"{action_error:.3f} |")
-    video_rows = [(temperature, row) for temperature in temperatures
-                  for row in video_loss_rows({variant: by_temperature[temperature]
-                                              for variant, by_temperature in evaluations.items()})]
-    if video_rows:
-        lines += ["", "The video loss on against off at each temperature, the network otherwise the same: "
-                  f"{VIDEO_LOSS_COLUMNS}", "",
-                  "| temperature | with video | without | with minus without, pooled (points) | per seed |",
-                  "|---|---|---|---|---|",
-                  *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
-    lines += ["", "Per task: successes pooled over the training seeds.", "",
-              "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
-    for variant, by_temperature in evaluations.items():
-        for temperature in temperatures:
-            reports = by_temperature[temperature]
-            cells = [f"{100 * task_rate(reports, task):.0f}%" for task in tasks]
-            lines.append(f"| {variant} | {temperature:g} | " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", f"<!-- temperature {name}:end -->"])
-
-
-def task_rate(reports: list[dict], task: str) -> float:
-    """Success rate on one task, episodes pooled over the reports (training seeds)."""
-    return sum(r["tasks"][task]["successes"] for r in reports) / sum(r["tasks"][task]["episodes"] for r in reports)
-
-
 def temperature_list(text: str) -> list[float]:
     try:
         values = [float(t) for t in text.split(",")]
@@ -175,15 +88,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     study = Path(args.study)
-    runs = finished_runs(study, args.variants.split(",") if args.variants else None)
+    try:
+        runs = finished_runs(study, args.variants.split(",") if args.variants else None)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     evaluations = {variant: {t: [evaluate_at(run, result, t) for run, result in found] for t in args.temperatures}
                    for variant, found in runs.items()}
     name = args.name or study.name
-    Path(args.docs).mkdir(parents=True, exist_ok=True)
-    command = " ".join(sys.argv[1:])
-    write_section(Path(args.docs) / "RESULTS.md", f"<!-- temperature {name}:begin -->",
-                  f"<!-- temperature {name}:end -->",
-                  section(name, evaluations, runs, args.temperatures, f"python benchmarks/temperature.py {command}"))
+    command = "python benchmarks/temperature.py " + " ".join(sys.argv[1:])
+    results = {variant: [result for _, result in found] for variant, found in runs.items()}
+    write_section(Path(args.docs) / "RESULTS.md", "temperature", name,
+                  temperature_section(name, evaluations, results, args.temperatures, command))
     print(f"wrote the section temperature-{name} of {Path(args.docs) / 'RESULTS.md'}")
 
 

@@ -8,7 +8,6 @@ Open loop: predicted action chunks and future frames against held-out ground tru
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from torch import Tensor
 from .atomic import write_text_atomically
 from .envs.base import Env, episode_seed
 from .model.policy import GigaWorldPolicy
+from .studies.statistics import wilson_interval
 
 
 @dataclass
@@ -30,16 +30,6 @@ class EpisodeResult:
     success: bool
     length: int
     latencies_ms: list[float] = field(default_factory=list)
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95% confidence interval of a success rate (Wilson score; sane at 0 and n)."""
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,

@@ -1,0 +1,368 @@
+"""The markdown sections the studies write into docs/RESULTS.md, each between its two markers.
+
+A section starts with `<!-- <kind> <name>:begin -->` and ends with `<!-- <kind> <name>:end -->` (kind: learning,
+temperature, chunk-effect); rerunning a study replaces its section and leaves the rest of the file as it was.
+The figures are rounded here and nowhere else: a section regenerated from the stored results is the same text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text_atomically
+from ..config import PolicyConfig
+from .results import HELDOUT_EPISODES, HELDOUT_SAMPLES
+from .statistics import pooled_difference, pooled_successes, seed_interval, wilson_interval
+from .variants import PRETRAINED, VIDEO_LOSS_PAIRS, trains_video
+
+VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
+                      "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
+
+
+def markers(kind: str, name: str) -> tuple[str, str]:
+    """The (begin, end) lines of the section `name` of a study of `kind`."""
+    return f"<!-- {kind} {name}:begin -->", f"<!-- {kind} {name}:end -->"
+
+
+def read_section(results_md: Path, kind: str, name: str) -> str | None:
+    """The section's text from its begin marker to its end marker, both included; None when the file lacks it."""
+    begin, end = markers(kind, name)
+    text = results_md.read_text() if results_md.exists() else ""
+    if begin not in text:
+        return None
+    start = text.index(begin)
+    return text[start: _end_of(text, start, results_md, end)]
+
+
+def write_section(results_md: Path, kind: str, name: str, section: str) -> None:
+    """Replace the section in results_md with `section` (which starts and ends with its markers), or append it; the
+    file is replaced in one rename, so a killed study leaves the old text."""
+    begin, end = markers(kind, name)
+    if not (section.startswith(begin) and section.endswith(end)):
+        raise ValueError(f"a section of {kind} {name} must start with {begin!r} and end with {end!r}")
+    text = results_md.read_text() if results_md.exists() else "# Results\n"
+    if begin in text:
+        start = text.index(begin)
+        text = text[:start] + section + text[_end_of(text, start, results_md, end):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    results_md.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(results_md, text)
+
+
+def _end_of(text: str, start: int, results_md: Path, end: str) -> int:
+    """Where the section that begins at `start` ends (after its end marker)."""
+    stop = text.find(end, start)
+    if stop < 0:
+        raise ValueError(f"{results_md} has the section's begin marker but not {end!r} after it; mend the file")
+    return stop + len(end)
+
+
+def points(difference: tuple[float, float, float]) -> str:
+    """A (difference, low, high) in fractions as points: "+10 (-4 to +24)"."""
+    mean, low, high = difference
+    return f"{100 * mean:+.0f} ({100 * low:+.0f} to {100 * high:+.0f})"
+
+
+def success_over_seeds(runs: list[dict]) -> tuple[str, str]:
+    """Table cells for runs (one per training seed): "mean% ± 95% half-width" (or "(one seed)"), and the per-seed
+    successes in points."""
+    mean, half = seed_interval([r["average_success_rate"] for r in runs])
+    spread = "(one seed)" if half is None else f"± {100 * half:.0f}"
+    return f"{100 * mean:.0f}% {spread}", ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
+
+
+def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
+    """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
+    without, the success difference with all episodes pooled, the differences per training seed that both ran and,
+    given two or more, their mean with a 95% t-interval: the test that counts the spread between training seeds)."""
+    rows = []
+    for video, action in VIDEO_LOSS_PAIRS:
+        if video in results and action in results:
+            with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
+            without = {r["seed"]: r["average_success_rate"] for r in results[action]}
+            differences = [with_video[s] - without[s] for s in sorted(with_video.keys() & without.keys())]
+            per_seed = ", ".join(f"{round(100 * d):+d}" for d in differences)
+            if len(differences) > 1:
+                mean, half = seed_interval(differences)
+                per_seed += f" (mean {100 * mean:+.0f} ± {100 * half:.0f})"
+            pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
+            rows.append((video, action, points(pooled), per_seed or "—"))
+    return rows
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What a learning study's command asked for, as its section describes it (benchmarks/learning.py's options;
+    None: the option was not given)."""
+
+    name: str
+    task_list: tuple[str, ...]
+    episodes: int  # demonstrations per task
+    preset: str
+    batch_size: int
+    eval_episodes: int  # held-out closed-loop episodes per task
+    execute_steps: int  # actions executed per plan
+    steps: int | None = None  # optimiser steps per run
+    train_minutes: float | None = None
+    pretrain_steps: int | None = None
+    extra_episodes: int | None = None  # action-free demonstrations per task (pre-training variants)
+    image_size: tuple[int, int] | None = None  # composite (H, W)
+    layout: str | None = None
+    cnn_widths: tuple[int, ...] | None = None
+    goal_marker_radius: float | None = None  # metres
+    observe_goal: bool = False
+    action_noise: float = 0.0
+    action_noise_correlation: float = 0.0
+    video_loss_weight: float | None = None
+    clean_action_prob: float | None = None
+
+
+def budget_words(settings: StudySettings) -> str:
+    if settings.steps and settings.train_minutes:
+        words = f"{settings.steps} optimiser steps per run, capped at {settings.train_minutes:g} min"
+    elif settings.steps:
+        words = f"{settings.steps} optimiser steps per run"
+    else:
+        words = f"{settings.train_minutes:g} min of CPU training per run"
+    if settings.pretrain_steps:
+        words += f" (the pre-training variants: {settings.pretrain_steps} video-only steps before them)"
+    return words
+
+
+def setup_words(settings: StudySettings) -> str:
+    """How the composite image, the CNN observation encoder, the goal's visibility, the demonstrations' action noise
+    and the video loss differ from the defaults, if they do."""
+    s, words = settings, ""
+    if s.image_size or s.layout:
+        size = "x".join(map(str, s.image_size or PolicyConfig.preset(s.preset).image_size))
+        words += f" with a {size} (H x W) composite in the {s.layout or 't'} layout"
+    if s.cnn_widths:
+        words += f", a CNN of {len(s.cnn_widths)} stride-2 stages ({'/'.join(map(str, s.cnn_widths))} channels)"
+    if s.goal_marker_radius:
+        words += f", goal spheres drawn {100 * s.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
+    if s.observe_goal:
+        words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
+    if s.action_noise:
+        words += (f", demonstrations whose executed and recorded hand motions carry noise of std {s.action_noise:g} "
+                  f"(step-to-step correlation {s.action_noise_correlation:g})")
+    if s.video_loss_weight is not None:
+        words += f", video loss weight {s.video_loss_weight:g} (action loss 1) in the variants that train it"
+    if s.clean_action_prob is not None:
+        words += (f", {100 * s.clean_action_prob:g}% of the samples of the variants with video given their clean "
+                  f"action chunk (video loss only)")
+    return words
+
+
+def learning_section(results: dict[str, list[dict]], settings: StudySettings, command: str) -> str:
+    """The section `learning <name>`: the setup in words, then the tables of `summary_tables`, then the plot
+    learning-<name>.png. `results`: {variant: [run result, one per training seed]}, in table order."""
+    name = settings.name
+    begin, end = markers("learning", name)
+    withheld = (f" (and {settings.extra_episodes or settings.episodes} more per task with actions withheld, for the "
+                "pre-training variants)" if set(PRETRAINED) & set(results) else "")
+    kind = "noisy" if settings.action_noise else "expert"  # the held-out demonstrations are recorded the same way
+    return "\n".join([
+        begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
+        f"Command: `{command}`", "",
+        f"Tasks {', '.join(settings.task_list)}; {settings.episodes} {kind} demonstrations per task{withheld}; "
+        f"`{settings.preset}` preset{setup_words(settings)}, batch {settings.batch_size}, {budget_words(settings)}; "
+        f"{settings.eval_episodes} held-out episodes per task (seeds from 1000), executing {settings.execute_steps} "
+        f"actions per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA "
+        f"weights) on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more {kind} demonstrations per task, on layouts "
+        "used neither for training nor for the closed-loop evaluation.", "",
+        *summary_tables(results, settings.task_list), "", f"![learning on {name}](learning-{name}.png)", "", end,
+    ])
+
+
+def write_learning(results: dict[str, list[dict]], settings: StudySettings, out: Path, docs: Path,
+                   command: str) -> None:
+    """Write (or replace) the study's section of docs/RESULTS.md, its plot docs/learning-<name>.png and every result
+    raw in out/learning.json."""
+    from .plots import plot_learning  # matplotlib only when a study is reported
+
+    plot_learning(results, out, docs / f"learning-{settings.name}.png")
+    write_section(docs / "RESULTS.md", "learning", settings.name, learning_section(results, settings, command))
+    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
+
+
+def summary_tables(results: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[str]:
+    """Lines of the learning section's tables: success over seeds with the held-out errors and latency per variant;
+    the default against the others and the video loss on against off, pooled; success per task with Wilson
+    intervals."""
+    lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
+             "training min | held-out action MSE | held-out video MSE, true / other chunk | policy latency p50 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for variant, runs in results.items():
+        mean_success, per_seed = success_over_seeds(runs)
+        lines.append(f"| {variant} | {mean_success} | {per_seed} | {len(runs)} | "
+                     f"{np.mean([r['steps'] for r in runs]):.0f} | {training_minutes(runs)} | "
+                     f"{np.mean([r['open_loop_heldout']['action_mse'] for r in runs]):.3f} | "
+                     f"{video_error(variant, runs)} | "
+                     f"{np.median([r['latency_ms']['p50'] for r in runs]):.0f} ms |")
+    static = [r["open_loop_heldout"]["video_mse_static"] for variant, runs in results.items() if trains_video(variant)
+              for r in runs]
+    if static:
+        lines += ["", f"Held-out video MSE: future frames decoded given the true action chunk, pixels in [-1, 1]; only "
+                  f"for variants trained with the video loss. Repeating the current frame scores "
+                  f"{np.mean(static):.3f}. After the slash, the same noise decoded given another sample's chunk: as "
+                  f"low as with the true one when the video does not follow the actions."]
+    if any(r.get("resumed") for runs in results.values() for r in runs):
+        lines += ["", "\\* mean over the runs that were not interrupted: a resumed run's clock counts only the part "
+                  "after resuming."]
+    lines += default_against_others(results)
+    lines += video_loss_effect(results)
+    lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
+              "| variant | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for variant, runs in results.items():
+        cells = []
+        for task in tasks:
+            successes = sum(r["tasks"][task]["successes"] for r in runs)
+            episodes = sum(r["tasks"][task]["episodes"] for r in runs)
+            low, high = wilson_interval(successes, episodes)
+            cells.append(f"{100 * successes / episodes:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def video_error(variant: str, runs: list[dict]) -> str:
+    """Mean held-out future-frame MSE given the true chunk / another sample's, for variants whose video head was
+    trained (a dash otherwise)."""
+    if not trains_video(variant):
+        return "—"
+    return " / ".join(f"{np.mean([r['open_loop_heldout'][key] for r in runs]):.3f}"
+                      for key in ("video_mse", "video_mse_other_actions"))
+
+
+def training_minutes(runs: list[dict]) -> str:
+    """Mean training wall-clock minutes over the runs that were never interrupted (a resumed run's clock restarted);
+    starred when some runs are left out, a dash when all were resumed."""
+    whole = [r["train_minutes"] for r in runs if not r.get("resumed")]
+    if not whole:
+        return "—*"
+    return f"{np.mean(whole):.1f}" + ("*" if len(whole) < len(runs) else "")
+
+
+def default_against_others(results: dict[str, list[dict]], default: str = "gwp") -> list[str]:
+    """The default's success minus each other variant's, all episodes pooled."""
+    if default not in results or len(results) < 2:
+        return []
+    counts = pooled_successes(results[default])
+    lines = ["", f"{default} against each other variant, all episodes pooled over tasks and training seeds: the "
+             "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
+             "seed-to-seed spread of the table above).", "",
+             f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
+    for variant, runs in results.items():
+        if variant != default:
+            other = pooled_successes(runs)
+            lines.append(f"| {variant} | {other[0]}/{other[1]} (against {counts[0]}/{counts[1]}) | "
+                         f"{points(pooled_difference(counts, other))} |")
+    return lines
+
+
+def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
+    """The table of `video_loss_rows`, or nothing when no such pair ran."""
+    rows = video_loss_rows(results)
+    if not rows:
+        return []
+    return ["", f"The video loss on against off, the network otherwise the same: {VIDEO_LOSS_COLUMNS}", "",
+            "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
+            *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
+
+
+def temperature_section(name: str, evaluations: dict[str, dict[float, list[dict]]], results: dict[str, list[dict]],
+                        temperatures: list[float], command: str) -> str:
+    """The section `temperature <name>`. evaluations: {variant: {temperature: [evaluation, one per training seed]}},
+    each evaluation with "tasks", "average_success_rate" and "heldout_action_mse"; results: the study's stored
+    results {variant: [result, seeds in the same order]}, which the evaluations at temperature 1 must reproduce."""
+    tasks = list(next(iter(results.values()))[0]["setup"]["task_list"])
+    begin, end = markers("temperature", name)
+    lines = [begin, f"## Action-sampling temperature on {name}", "",
+             f"Command: `{command}`", "",
+             f"The final checkpoints of the study {name} (above), evaluated closed-loop again on its held-out seeds "
+             "with the action noise of sampling multiplied by the temperature (1: as trained and as in the study; 0: "
+             "deterministic decoding), and scored open-loop on its held-out demonstrations (normalised action MSE "
+             "against the demonstrated chunk, mean over training seeds). " + reproduces_the_study(evaluations, results),
+             "", "| variant | temperature | mean success ± 95% interval over training seeds | per seed | "
+             "minus temperature 1, pooled (points) | held-out action error |", "|---|---|---|---|---|---|"]
+    for variant, by_temperature in evaluations.items():
+        for temperature in temperatures:
+            reports = by_temperature[temperature]
+            mean_success, per_seed = success_over_seeds(reports)
+            against = (points(pooled_difference(pooled_successes(reports), pooled_successes(by_temperature[1.0])))
+                       if 1.0 in by_temperature and temperature != 1.0 else "—")
+            action_error = sum(r["heldout_action_mse"] for r in reports) / len(reports)
+            lines.append(f"| {variant} | {temperature:g} | {mean_success} | {per_seed} | {against} | "
+                         f"{action_error:.3f} |")
+    video_rows = [(temperature, row) for temperature in temperatures
+                  for row in video_loss_rows({variant: by_temperature[temperature]
+                                              for variant, by_temperature in evaluations.items()})]
+    if video_rows:
+        lines += ["", "The video loss on against off at each temperature, the network otherwise the same: "
+                  f"{VIDEO_LOSS_COLUMNS}", "",
+                  "| temperature | with video | without | with minus without, pooled (points) | per seed |",
+                  "|---|---|---|---|---|",
+                  *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
+    lines += ["", "Per task: successes pooled over the training seeds.", "",
+              "| variant | temperature | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    for variant, by_temperature in evaluations.items():
+        for temperature in temperatures:
+            reports = by_temperature[temperature]
+            cells = [f"{100 * task_rate(reports, task):.0f}%" for task in tasks]
+            lines.append(f"| {variant} | {temperature:g} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", end])
+
+
+def reproduces_the_study(evaluations: dict[str, dict[float, list[dict]]], results: dict[str, list[dict]]) -> str:
+    """Whether every run at temperature 1 had the study's number of successes on every task and its held-out action
+    error."""
+    if 1.0 not in next(iter(evaluations.values())):
+        return "Temperature 1 was not evaluated again, so the study's own figures are not checked here."
+    differing = [f"{variant} seed {result['seed']}" for variant, found in results.items()
+                 for result, evaluation in zip(found, evaluations[variant][1.0], strict=True)
+                 if successes_per_task(evaluation) != successes_per_task(result)
+                 or not math.isclose(evaluation["heldout_action_mse"], result["open_loop_heldout"]["action_mse"],
+                                     rel_tol=1e-6)]
+    if differing:
+        return (f"At temperature 1 these runs did **not** reproduce the study's success or held-out action error: "
+                f"{', '.join(differing)} (the study was evaluated with other code).")
+    return ("At temperature 1 every run reproduced the study's number of successes on every task and its held-out "
+            "action error.")
+
+
+def successes_per_task(report: dict) -> dict[str, int]:
+    return {task: row["successes"] for task, row in report["tasks"].items()}
+
+
+def task_rate(reports: list[dict], task: str) -> float:
+    """Success rate on one task, episodes pooled over the reports (training seeds)."""
+    return sum(r["tasks"][task]["successes"] for r in reports) / sum(r["tasks"][task]["episodes"] for r in reports)
+
+
+def chunk_effect_section(name: str, rows: dict[str, tuple[list[float], list[float]]], command: str,
+                         recording: dict, offsets: list[int]) -> str:
+    """The section `chunk-effect <name>`. rows: {task: (half the squared difference of two chunks' futures, the
+    squared error of repeating the frame), one value per sampled frame, pixels in [-1, 1]}; recording: the
+    held-out demonstrations' collection settings; offsets: the future frames' steps after the sampled one."""
+    begin, end = markers("chunk-effect", name)
+    lines = [begin, f"## How much the action chunk decides the future: {name}", "",
+             f"Command: `{command}`", "",
+             f"Demonstrations recorded as the study {name}'s (action noise std {recording['action_noise']:g}, "
+             f"correlation {recording['action_noise_correlation']:g}); for every sampled frame the chunk was run a "
+             f"second time with an independent noise draw from the same state, and its future frames (t + "
+             f"{', '.join(map(str, offsets))}) compared with the recorded ones. Chunk-decided error: half their mean "
+             "squared difference, the video error that reading the chunk perfectly could remove; repeat-the-frame "
+             "error: the future against the current frame (the learning tables' static bar). Pixels in [-1, 1], the "
+             "policy's composite, no video compression.", "",
+             "| task | frames | chunk-decided error | repeat-the-frame error | chunk-decided / repeat-the-frame |",
+             "|---|---|---|---|---|"]
+    pooled = ([h for halves, _ in rows.values() for h in halves], [s for _, static in rows.values() for s in static])
+    for task, (halves, static) in [*rows.items(), ("**all tasks**", pooled)]:
+        lines.append(f"| {task} | {len(halves)} | {np.mean(halves):.4f} | {np.mean(static):.4f} | "
+                     f"{np.mean(halves) / np.mean(static):.0%} |")
+    return "\n".join([*lines, "", end])

@@ -1,0 +1,196 @@
+"""gigaworld_policy.studies: the intervals the studies publish, the stored results they accept, and the sections of
+docs/RESULTS.md, which must come out of the stored results exactly as they stand in the file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gigaworld_policy.studies.report import (
+    StudySettings,
+    chunk_effect_section,
+    points,
+    read_section,
+    temperature_section,
+    video_loss_rows,
+    write_learning,
+    write_section,
+)
+from gigaworld_policy.studies.results import finished_runs, lacks_heldout_scores, run_folder, setup_differences
+from gigaworld_policy.studies.statistics import pooled_difference, seed_interval, wilson_interval
+
+RESULTS_MD = Path(__file__).parents[1] / "docs" / "RESULTS.md"
+
+
+def run(seed: int, successes: int, episodes: int = 10) -> dict:
+    """A stored run's result, as much of it as the statistics read: one task."""
+    return {"seed": seed, "average_success_rate": successes / episodes,
+            "tasks": {"reach-v3": {"successes": successes, "episodes": episodes}}}
+
+
+def test_the_seed_interval_covers_the_true_mean_95_percent_of_the_time_with_three_seeds():
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(4000):
+        mean, half = seed_interval(list(rng.normal(0.6, 0.1, size=3)))
+        covered += abs(mean - 0.6) <= half
+    # a normal quantile (1.96) in place of Student's t would cover only ~81% with three seeds
+    assert 0.93 < covered / 4000 < 0.97
+
+
+def test_one_seed_has_a_mean_and_no_interval():
+    assert seed_interval([0.7]) == (0.7, None)
+
+
+def test_the_wilson_interval_covers_the_true_rate_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    hits = [wilson_interval(int(k), 30) for k in rng.binomial(30, 0.2, size=4000)]
+    assert 0.93 < np.mean([low <= 0.2 <= high for low, high in hits]) < 0.98
+    assert wilson_interval(0, 30)[0] == 0.0 and wilson_interval(30, 30)[1] == 1.0  # sane at 0 and n
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_pooled_difference_is_in_points_with_a_wald_interval():
+    # 0.6 - 0.5 = +10 points; half-width 1.96 * sqrt(0.6*0.4/100 + 0.5*0.5/100) = 13.7 points
+    difference, low, high = pooled_difference((60, 100), (50, 100))
+    assert difference == pytest.approx(0.1) and high - difference == pytest.approx(0.1372, abs=1e-4)
+    assert points(pooled_difference((60, 100), (50, 100))) == "+10 (-4 to +24)"
+    assert points(pooled_difference((50, 100), (60, 100))) == "-10 (-24 to +4)"
+
+
+def test_video_loss_rows_compare_only_the_seeds_both_variants_ran():
+    results = {"gwp_cnn": [run(0, 8), run(1, 9), run(2, 7)], "baseline": [run(0, 6), run(2, 6)]}
+    [(video, without, pooled, per_seed)] = video_loss_rows(results)
+    assert (video, without) == ("gwp_cnn", "baseline")
+    assert per_seed.startswith("+20, +10 (mean +15 ± ")  # seeds 0 and 2; seed 1 has no partner
+    assert pooled.startswith("+20 ")  # every episode: 24/30 against 12/20
+
+
+def test_video_loss_rows_skip_a_variant_whose_partner_did_not_run():
+    assert video_loss_rows({"gwp_cnn": [run(0, 8)], "action_only": [run(0, 5)]}) == []
+
+
+def test_a_stored_setup_is_compared_with_the_defaults_of_keys_added_since():
+    setup = {"episodes": 20, "observe_goal": False, "normalization": "quantile", "policy": {"clean_action_prob": 0.0,
+                                                                                         "transformer": {"dim": 64}}}
+    # stored before observe_goal, the normalisation and the whole policy config were recorded
+    old = {"episodes": 20, "network": {"dim": 64}}
+    assert setup_differences(old, setup) == ["normalization"]  # old results used clipped quantiles
+    assert setup_differences(old, {**setup, "normalization": "quantile, clipped"}) == []
+    assert setup_differences({**old, "network": {"dim": 32}}, {**setup, "normalization": "quantile, clipped"}) == [
+        "policy.transformer"]
+    newer = {"episodes": 5, "observe_goal": False, "normalization": "quantile", "policy": {"transformer": {"dim": 64}}}
+    assert setup_differences(newer, setup) == ["episodes"]  # clean_action_prob: stored before it, 0 then
+
+
+def test_results_stored_before_the_heldout_scores_are_scored_again():
+    assert lacks_heldout_scores({"variant": "baseline"})
+    assert lacks_heldout_scores({"variant": "gwp", "open_loop_heldout": {"action_mse": 0.1}})
+    assert not lacks_heldout_scores({"variant": "baseline", "open_loop_heldout": {"action_mse": 0.1}})
+
+
+def test_a_section_is_replaced_in_place_appended_when_new_and_a_half_marked_file_is_refused(tmp_path):
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\n<!-- learning a:begin -->\nold\n<!-- learning a:end -->\n\ntail\n")
+    write_section(results_md, "learning", "a", "<!-- learning a:begin -->\nnew\n<!-- learning a:end -->")
+    write_section(results_md, "learning", "a-b", "<!-- learning a-b:begin -->\nmore\n<!-- learning a-b:end -->")
+    assert results_md.read_text() == ("# Results\n\n<!-- learning a:begin -->\nnew\n<!-- learning a:end -->\n\ntail\n\n"
+                                      "<!-- learning a-b:begin -->\nmore\n<!-- learning a-b:end -->\n")
+    assert read_section(results_md, "learning", "a-b") == "<!-- learning a-b:begin -->\nmore\n<!-- learning a-b:end -->"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["RESULTS.md"]  # written by one rename, nothing left over
+    results_md.write_text("<!-- learning a:begin -->\ncut short\n")
+    with pytest.raises(ValueError, match="not '<!-- learning a:end -->'"):
+        write_section(results_md, "learning", "a", "<!-- learning a:begin -->\nnew\n<!-- learning a:end -->")
+    with pytest.raises(ValueError, match="must start with"):
+        write_section(results_md, "learning", "b", "no markers")
+
+
+# The study mt10-goal-state-noisy-12000steps of docs/RESULTS.md, as stored results: its files are not in the
+# repository, so these are successes per (training seed, task) that add up to its published per-seed and per-task
+# figures, with its held-out errors, latencies and resumed runs.
+MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
+STUDY = "mt10-goal-state-noisy-12000steps"
+SUCCESSES = {  # (variant, temperature): one row of 10-episode successes per seed, tasks in MT10 order
+    ("gwp_cnn", 1): [[8, 0, 3, 8, 8, 10, 10, 3, 9, 10], [9, 1, 3, 9, 10, 10, 10, 2, 10, 10],
+                     [8, 1, 3, 8, 8, 10, 10, 3, 8, 9]],
+    ("baseline", 1): [[7, 2, 2, 8, 10, 10, 8, 0, 6, 9], [6, 2, 1, 8, 9, 10, 8, 1, 7, 9],
+                      [7, 1, 2, 7, 10, 10, 9, 1, 7, 10]],
+    ("gwp_cnn", 0): [[8, 3, 4, 10, 10, 10, 10, 4, 10, 10], [7, 3, 5, 10, 9, 10, 10, 4, 8, 10],
+                     [10, 4, 5, 10, 10, 10, 10, 4, 10, 10]],
+    ("baseline", 0): [[7, 2, 2, 10, 10, 10, 10, 0, 7, 10], [6, 2, 3, 9, 10, 10, 10, 0, 8, 10],
+                      [7, 1, 3, 9, 10, 10, 10, 1, 7, 10]],
+}
+ACTION_MSE = {("gwp_cnn", 1): 0.135, ("baseline", 1): 0.133, ("gwp_cnn", 0): 0.096, ("baseline", 0): 0.099}
+RUNS = {"gwp_cnn": {"latency": 71, "resumed": (True, True, True), "minutes": 250.0},
+        "baseline": {"latency": 84, "resumed": (False, False, True), "minutes": 109.1}}
+SETTINGS = StudySettings(name=STUDY, task_list=MT10, episodes=20, preset="small", batch_size=8, eval_episodes=10,
+                         execute_steps=8, steps=12000, observe_goal=True, action_noise=0.3,
+                         action_noise_correlation=0.9)
+LEARNING_COMMAND = ("python benchmarks/learning.py --tasks mt10 --episodes 20 --steps 12000 --seeds 3 --eval-episodes "
+                    "10 --variants gwp_cnn,baseline --observe-goal --action-noise 0.3 --action-noise-correlation 0.9 "
+                    f"--name {STUDY}")
+TEMPERATURE_COMMAND = f"python benchmarks/temperature.py --study outputs/learning/{STUDY} --temperatures 1,0"
+
+
+def tasks(row: list[int]) -> dict:
+    return {task: {"successes": successes, "episodes": 10} for task, successes in zip(MT10, row, strict=True)}
+
+
+def store_study(out: Path) -> None:
+    """Write the study's run results and its evaluations at temperatures 1 and 0 as the benchmarks store them."""
+    for variant, about in RUNS.items():
+        for seed, row in enumerate(SUCCESSES[variant, 1]):
+            folder = run_folder(out, variant, seed)
+            (folder / "temperature").mkdir(parents=True)
+            result = {"variant": variant, "seed": seed, "setup": {"task_list": list(MT10)}, "steps": 12000,
+                      "resumed": about["resumed"][seed], "train_minutes": about["minutes"],
+                      "average_success_rate": sum(row) / 100, "tasks": tasks(row),
+                      "latency_ms": {"p50": about["latency"]},
+                      "open_loop_heldout": {"action_mse": ACTION_MSE[variant, 1], "video_mse": 0.008,
+                                            "video_mse_other_actions": 0.008, "video_mse_static": 0.009}}
+            (folder / "result.json").write_text(json.dumps(result))
+            for temperature in (1, 0):
+                successes = SUCCESSES[variant, temperature][seed]
+                evaluation = {"variant": variant, "seed": seed, "temperature": temperature,
+                              "average_success_rate": sum(successes) / 100, "tasks": tasks(successes),
+                              "heldout_action_mse": ACTION_MSE[variant, temperature]}
+                (folder / "temperature" / f"{temperature}.json").write_text(json.dumps(evaluation))
+
+
+def test_the_sections_regenerated_from_the_stored_results_are_those_in_results_md(tmp_path):
+    out, docs = tmp_path / "outputs" / "learning" / STUDY, tmp_path / "docs"
+    store_study(out)
+    docs.mkdir()
+    shutil.copy(RESULTS_MD, docs / "RESULTS.md")
+    runs = finished_runs(out)
+    assert list(runs) == ["baseline", "gwp_cnn"]  # folder order, as temperature.py lists them
+    stored = {variant: [result for _, result in runs[variant]] for variant in ("gwp_cnn", "baseline")}  # --variants
+    write_learning(stored, SETTINGS, out, docs, LEARNING_COMMAND)
+    evaluations = {variant: {t: [json.loads((run / "temperature" / f"{t:g}.json").read_text()) for run, _ in found]
+                             for t in (1.0, 0.0)} for variant, found in runs.items()}
+    results = {variant: [result for _, result in found] for variant, found in runs.items()}
+    write_section(docs / "RESULTS.md", "temperature", STUDY,
+                  temperature_section(STUDY, evaluations, results, [1.0, 0.0], TEMPERATURE_COMMAND))
+    assert "every run reproduced the study's number of successes" in read_section(docs / "RESULTS.md",
+                                                                                 "temperature", STUDY)
+    for kind in ("learning", "temperature"):
+        assert read_section(docs / "RESULTS.md", kind, STUDY) == read_section(RESULTS_MD, kind, STUDY), kind
+    assert (docs / "RESULTS.md").read_text() == RESULTS_MD.read_text()  # and nothing else in the file moved
+    assert (docs / f"learning-{STUDY}.png").stat().st_size > 0
+    assert json.loads((out / "learning.json").read_text()) == stored
+
+
+def test_the_chunk_effect_section_is_the_one_in_results_md():
+    # (frames, chunk-decided error, repeat-the-frame error) per task: values within the published rounding
+    measured = {"reach-v3": (37, 0.0044, 0.0076), "push-v3": (89, 0.0011, 0.0039),
+                "pick-place-v3": (137, 0.0009, 0.0029), "door-open-v3": (29, 0.00144, 0.0122),
+                "drawer-open-v3": (53, 0.00566, 0.01512), "drawer-close-v3": (27, 0.0043, 0.0165),
+                "button-press-topdown-v3": (23, 0.0023, 0.0250), "peg-insert-side-v3": (59, 0.00077, 0.0058),
+                "window-open-v3": (35, 0.0021, 0.0103), "window-close-v3": (27, 0.0012, 0.0092)}
+    rows = {task: ([half] * frames, [static] * frames) for task, (frames, half, static) in measured.items()}
+    section = chunk_effect_section(STUDY, rows, f"python benchmarks/chunk_effect.py --study outputs/learning/{STUDY} "
+                                   "--episodes 3", {"action_noise": 0.3, "action_noise_correlation": 0.9}, [8, 16])
+    assert section == read_section(RESULTS_MD, "chunk-effect", STUDY)
