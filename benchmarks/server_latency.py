@@ -13,21 +13,20 @@ import numpy as np
 import torch
 
 from gigaworld_policy import GigaWorldPolicy, PolicyConfig
+from gigaworld_policy.data import Normalizer, RobotProcessor
 from gigaworld_policy.envs.base import Observation
 from gigaworld_policy.inference import Predictor
 from gigaworld_policy.serving.client import PolicyClient
 from gigaworld_policy.serving.server import PolicyServer, serve_in_background
 
-CAMERAS = ["corner", "corner2", "gripperPOV"]
+CAMERAS = ("corner", "corner2", "gripperPOV")
 
 
 def make_predictor(preset: str = "small") -> Predictor:
     torch.manual_seed(0)
     policy = GigaWorldPolicy(PolicyConfig.preset(preset))
-    identity = {"offset": [0.0] * 4, "scale": [1.0] * 4, "clip": True}
-    policy.normalization = {"sawyer": {"state": identity, "action": identity, "delta_action_dims": [],
-                                       "cameras": CAMERAS, "camera_sizes": [[64, 64]] * 3, "layout": "t",
-                                       "fit": "letterbox"}}
+    identity = Normalizer(torch.zeros(4), torch.ones(4), clip=True)
+    policy.processors = {"sawyer": RobotProcessor(CAMERAS, ((64, 64),) * 3, "t", "letterbox", identity, identity)}
     return Predictor(policy)
 
 

@@ -87,10 +87,10 @@ def test_an_unknown_config_field_is_named_with_the_file(copy):
         TrainConfig(policy_config=str(copy / "config.json")).policy()
 
 
-def test_a_missing_normalization_file_is_named_not_the_embodiment(copy):
-    (copy / "normalization.json").unlink()
+def test_a_missing_processor_file_is_named_not_the_embodiment(copy):
+    (copy / "processor.json").unlink()
     message = cli_error(["serve", "--checkpoint", str(copy)])
-    assert message == f"gwp: error: {copy} is not a policy checkpoint: normalization.json is missing"
+    assert message == f"gwp: error: {copy} is not a policy checkpoint: processor.json is missing"
 
 
 def test_weights_of_another_shape_than_the_config_says_are_one_sentence(copy):

@@ -82,7 +82,7 @@ def test_chunk_and_future_padding_at_episode_end(tmp_path):
     sample = dataset[17]  # episode 0 (20 frames), t = 17
     assert sample["action_is_pad"].tolist() == [False] * 3 + [True] * 5
     assert sample["future_is_pad"].tolist() == [True, True]  # t + 4 = 21 > 19
-    raw = dataset.action_normalizer.unnormalize(sample["actions"])
+    raw = dataset.processor.action.unnormalize(sample["actions"])
     assert torch.allclose(raw[:3], torch.as_tensor(np.stack([records[i]["action"] for i in (17, 18, 19)])), atol=1e-5)
     assert torch.allclose(raw[3:], raw[2].expand(5, 4), atol=1e-6)  # padding repeats the last action
     assert torch.equal(sample["future_images"][0], sample["future_images"][1])  # clamped to the last frame

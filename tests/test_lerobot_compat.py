@@ -84,9 +84,9 @@ def test_statistics_without_quantiles_are_computed_from_the_data(tmp_path):
     (root / "meta" / "stats.json").write_text(json.dumps(stats))
     with pytest.warns(UserWarning, match=r"meta/stats.json has no \['q01', 'q99'\] for 'action'; computed from"):
         computed = PolicyDataset(LeRobotDataset(root), tiny_config())
-    for name in ("state_normalizer", "action_normalizer"):
-        assert torch.allclose(getattr(computed, name).scale, getattr(exact, name).scale)
-        assert torch.allclose(getattr(computed, name).offset, getattr(exact, name).offset)
+    for name in ("state", "action"):
+        assert torch.allclose(getattr(computed.processor, name).scale, getattr(exact.processor, name).scale)
+        assert torch.allclose(getattr(computed.processor, name).offset, getattr(exact.processor, name).offset)
 
 
 def test_cameras_stored_as_images_read_back_exactly(tmp_path):

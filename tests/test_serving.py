@@ -68,7 +68,7 @@ def test_predictor_unnormalises_the_sampled_actions(checkpoint):
     actions = predictor.predict(observation, generator=torch.Generator().manual_seed(0))["actions"]
     noise = torch.randn(1, 8, 14, generator=torch.Generator().manual_seed(0))  # tiny pads actions to 14 dims
     normalized = predictor.policy.sample_actions(predictor.batch(observation), noise=noise)
-    expected = predictor.action_normalizer.unnormalize(normalized[0]).numpy()
+    expected = predictor.processor.action.unnormalize(normalized[0]).numpy()
     assert np.allclose(actions, expected, atol=1e-5)
     assert not np.allclose(actions, normalized[0].numpy())  # robot units differ from model units
 

@@ -74,13 +74,13 @@ def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
     GigaWorldPolicy(PolicyConfig.preset("tiny")).save_pretrained(tmp_path / "init")
     final = train_to(config(data, tmp_path / "run", init=str(tmp_path / "init"), steps=150, save_every=150,
                          batch_size=8, optim=OptimConfig(lr=3e-3, warmup_steps=1, schedule="constant")))
-    normalization = GigaWorldPolicy.from_pretrained(final).normalization["sawyer"]
+    processor = GigaWorldPolicy.from_pretrained(final).processors["sawyer"]
     text_encoder = TextEncoder.minilm(16)
     losses = []
     for checkpoint in (tmp_path / "init", final):
         policy = GigaWorldPolicy.from_pretrained(checkpoint)
         policy.text_encoder = text_encoder
-        samples = PolicyDataset(LeRobotDataset(data), policy.config, normalization=normalization)
+        samples = PolicyDataset(LeRobotDataset(data), policy.config, processor=processor)
         batch = torch.utils.data.default_collate([samples[i] for i in range(10)])
         with torch.no_grad():
             infos = [policy.compute_loss(batch, torch.Generator().manual_seed(s))[1] for s in range(4)]
@@ -94,7 +94,7 @@ def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
     errors = []
     for checkpoint in (tmp_path / "init", final):
         policy = GigaWorldPolicy.from_pretrained(checkpoint)
-        policy.text_encoder, policy.normalization = text_encoder, {"sawyer": normalization}
+        policy.text_encoder, policy.processors = text_encoder, {"sawyer": processor}
         errors.append(open_loop_dataset(policy, data, last_episodes=1, max_samples=10, out_dir=tmp_path / "ol"))
     assert errors[1]["action_mse"] < 0.5 * errors[0]["action_mse"], errors
     assert errors[0]["samples"] == 10
@@ -103,12 +103,12 @@ def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
 
 def test_pretrain_on_video_then_posttrain(robot_data, video_data, tmp_path):
     pretrained = train_to(config(video_data, tmp_path / "pre", stage="pretrain", steps=3))
-    assert not GigaWorldPolicy.from_pretrained(pretrained).normalization["sawyer"]["action"]
+    assert GigaWorldPolicy.from_pretrained(pretrained).processors["sawyer"].action is None
     before = weights(pretrained)
     post = train_to(config(robot_data, tmp_path / "post", init=str(pretrained), steps=3))
     after = weights(post)
     assert not torch.equal(before["transformer.proj_out.weight"], after["transformer.proj_out.weight"])
-    assert GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]["action"]  # robot stats travel along
+    assert GigaWorldPolicy.from_pretrained(post).processors["sawyer"].action is not None  # robot stats travel along
 
 
 def test_video_only_stage_leaves_action_statistics_to_post_training(robot_data, tmp_path):
@@ -119,18 +119,18 @@ def test_video_only_stage_leaves_action_statistics_to_post_training(robot_data, 
     labelled = tmp_path / "labelled"
     write_dataset(labelled, lengths=(18, 16))
     pretrained = train_to(config(robot_data, tmp_path / "pre", stage="pretrain", steps=1, save_every=1))
-    pre_normalization = GigaWorldPolicy.from_pretrained(pretrained).normalization["sawyer"]
-    assert pre_normalization["action"] is None and pre_normalization["state"]
+    pre = GigaWorldPolicy.from_pretrained(pretrained).processors["sawyer"]
+    assert pre.action is None and pre.state is not None
     post = train_to(config(str(labelled), tmp_path / "post", init=str(pretrained), steps=1, save_every=1))
-    post_normalization = GigaWorldPolicy.from_pretrained(post).normalization["sawyer"]
+    post_processor = GigaWorldPolicy.from_pretrained(post).processors["sawyer"]
     policy_config = PolicyConfig.preset("tiny")
-    own = PolicyDataset(LeRobotDataset(labelled), policy_config).normalization_state()["action"]
-    other = PolicyDataset(LeRobotDataset(robot_data), policy_config).normalization_state()["action"]
-    assert post_normalization["action"] == own != other
-    assert post_normalization["state"] == pre_normalization["state"]  # same robot: the state keeps its scale
+    own = PolicyDataset(LeRobotDataset(labelled), policy_config).processor.action
+    other = PolicyDataset(LeRobotDataset(robot_data), policy_config).processor.action
+    assert post_processor.action == own != other
+    assert post_processor.state == pre.state  # same robot: the state keeps its scale
     # more video-only training of the post-trained policy keeps the action statistics it was trained with
     again = train_to(config(robot_data, tmp_path / "again", stage="pretrain", init=str(post), steps=1, save_every=1))
-    assert GigaWorldPolicy.from_pretrained(again).normalization["sawyer"]["action"] == own
+    assert GigaWorldPolicy.from_pretrained(again).processors["sawyer"].action == own
 
 
 def test_loader_workers_started_with_spawn(video_data, tmp_path):

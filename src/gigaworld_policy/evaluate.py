@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .atomic import write_text_atomically
+from .data.composite import to_uint8
 from .envs.base import Env, episode_seed
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
@@ -222,15 +223,12 @@ def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_ep
     spread over the last `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint was trained."""
     from .data import DataConfig, LeRobotDataset, PolicyDataset
 
-    embodiment = next(iter(policy.normalization), None)
+    embodiment = next(iter(policy.processors), None)
     if embodiment is None:
-        raise ValueError("the checkpoint has no normalisation: it was not trained on a dataset")
-    processing = policy.normalization[embodiment]
+        raise ValueError("the checkpoint has no processor: it was not trained on a dataset")
     dataset = LeRobotDataset(dataset_root)
-    data = DataConfig(cameras=tuple(processing["cameras"]), layout=processing["layout"], fit=processing["fit"],
-                      delta_action_dims=tuple(processing["delta_action_dims"]),
-                      embodiment=policy.config.embodiment_index(embodiment))
-    samples = PolicyDataset(dataset, policy.config, data, normalization=processing)
+    samples = PolicyDataset(dataset, policy.config, DataConfig(embodiment=policy.config.embodiment_index(embodiment)),
+                            processor=policy.processors[embodiment])
     first = dataset.episodes[-min(last_episodes, len(dataset.episodes))].start
     indices = np.linspace(first, len(samples) - 1, min(max_samples, len(samples) - first)).round().astype(int)
     totals: dict[str, float] = {}
@@ -259,7 +257,7 @@ def save_future_comparison(path: str | Path, true_frames: Tensor, predicted: Ten
         frames = torch.cat([true, pred])  # (2F, 3, H, W)
         rows.append(torch.cat(list(frames), dim=2))  # (3, H, 2F*W)
     grid = torch.cat(rows, dim=1)
-    pixels = ((grid.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    pixels = to_uint8(grid)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

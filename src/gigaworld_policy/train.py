@@ -253,21 +253,21 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], N
 
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
-    per-sample sampling weights. Datasets of the same embodiment share the first one's normalisation (a video-only
-    stage adds none for actions)."""
+    per-sample sampling weights. Datasets of the same embodiment share one processor: the policy's (an --init or
+    resumed checkpoint's), else the one fitted to the first of them (a video-only stage fits none for actions)."""
     if not cfg.dataset:
         raise ValueError("no training data: pass --dataset DIR (one or more)")
     parts, validation = [], None
-    normalization = dict(policy.normalization)
+    processors = dict(policy.processors)
     for number, root in enumerate(cfg.dataset):
         name = policy.config.embodiments[cfg.data.embodiment].name
-        known = normalization.get(name)
-        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, normalization=known)
-        normalization[name] = samples.normalization_state()
-        if cfg.stage == "pretrain" and not (known or {}).get("action"):
+        known = processors.get(name)
+        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, processor=known)
+        processors[name] = samples.processor
+        if cfg.stage == "pretrain" and (known is None or known.action is None):
             # a video-only stage learns no actions: post-training takes their statistics from its own data (a
             # checkpoint's, from an earlier post-training, are kept)
-            normalization[name]["action"] = None
+            processors[name] = dataclasses.replace(samples.processor, action=None, delta_action_dims=())
         if cfg.latents:
             samples = LatentDataset(samples, cfg.latents[number])
         indices = torch.arange(len(samples))
@@ -279,7 +279,7 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
             validation = Subset(samples, range(first_val, len(samples)))
             indices = indices[:first_val]
         parts.append(Subset(samples, indices.tolist()))
-    policy.normalization = normalization
+    policy.processors = processors
     weights = cfg.dataset_weights or tuple(float(len(p)) for p in parts)
     per_sample = torch.cat([torch.full((len(p),), w / len(p)) for p, w in zip(parts, weights, strict=True)])
     return ConcatDataset(parts), validation, per_sample
@@ -401,7 +401,7 @@ def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
 
 
 def _build_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str], None]) -> GigaWorldPolicy:
-    """The policy to train: the resumed checkpoint's, an --init checkpoint's (its architecture and normalisation,
+    """The policy to train: the resumed checkpoint's, an --init checkpoint's (its architecture and processors,
     with this run's loss settings), Wan2.2's transformer weights (--init-wan), or a new one sized to the data."""
     if resume_from is not None:
         return resume_policy(Path(cfg.output_dir), resume_from)
@@ -409,7 +409,7 @@ def _build_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str
         init = GigaWorldPolicy.from_pretrained(cfg.init)
         policy = GigaWorldPolicy(cfg.policy(base=init.config))
         policy.load_state_dict(init.state_dict())
-        policy.normalization = init.normalization
+        policy.processors = init.processors
         return policy
     torch.manual_seed(cfg.seed)
     config = sized_to_data(cfg.policy(), cfg, say=say)  # says so on the main process only

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
 LAYOUTS = {"t": 3, "row": None, "single": 1}
+FITS = ("letterbox", "stretch")
 
 
-def layout_cells(layout: str, num_views: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """Cells (top, left, cell height, cell width) of each view."""
+def check_layout(layout: str, num_views: int) -> None:
+    """Refuse a layout that does not exist or does not take `num_views` views."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown composite layout {layout!r}; choose one of {sorted(LAYOUTS)}")
     expected = LAYOUTS[layout]
     if expected is not None and num_views != expected:
         raise ValueError(f"layout {layout!r} takes {expected} camera view(s), got {num_views}")
+
+
+def layout_cells(layout: str, num_views: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """Cells (top, left, cell height, cell width) of each view."""
+    check_layout(layout, num_views)
     if layout == "single":
         return [(0, 0, height, width)]
     if layout == "t":
@@ -40,8 +47,8 @@ def _fit(view: Tensor, height: int, width: int, fit: str) -> Tensor:
     if fit == "stretch" or (h * width == w * height):
         return F.interpolate(view[None], size=(height, width), mode="bilinear", antialias=True,
                              align_corners=False)[0]
-    if fit != "letterbox":
-        raise ValueError(f"fit must be 'letterbox' or 'stretch', got {fit!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     scale = min(height / h, width / w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     resized = F.interpolate(view[None], size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)[0]
@@ -69,3 +76,9 @@ def composite(views: list[Tensor], layout: str, size: tuple[int, int], fit: str 
 def to_model_range(frames: Tensor) -> Tensor:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
     return frames.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """float (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3), the inverse of `to_model_range` (values outside
+    [-1, 1], as a model's predicted frames have, saturate)."""
+    return ((images.detach().cpu().movedim(-3, -1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()

@@ -27,7 +27,7 @@ def _description(samples: PolicyDataset) -> dict:
     return {"root": str(Path(samples.dataset.root).resolve()), "frames": len(samples),
             "image_size": list(cfg.image_size), "codec": cfg.codec.kind, "latent_channels": cfg.codec.latent_channels,
             "num_future_frames": cfg.num_future_frames, "future_stride": cfg.future_stride,
-            "cameras": samples.cameras, "layout": samples.layout, "fit": samples.data.fit}
+            "cameras": samples.camera_keys, "layout": samples.processor.layout, "fit": samples.processor.fit}
 
 
 @torch.no_grad()

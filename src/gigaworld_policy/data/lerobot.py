@@ -337,8 +337,16 @@ class LeRobotDataset:
         self._video_segments = {key: self._segments(key) for key in self.video_keys}
         self._decoder = VideoDecoder()
 
-    def camera_size(self, key: str) -> tuple[int, int]:
-        """(height, width) of camera feature `key` as recorded."""
+    def camera_key(self, camera: str) -> str:
+        """The feature key of `camera` ('observation.images.<name>' or '<name>')."""
+        key = camera if camera in self.features else IMAGE_PREFIX + camera
+        if key not in self.camera_keys:
+            raise ValueError(f"camera {camera!r} does not exist; this dataset has {self.camera_keys}")
+        return key
+
+    def camera_size(self, camera: str) -> tuple[int, int]:
+        """(height, width) of `camera` ('observation.images.<name>' or '<name>') as recorded."""
+        key = self.camera_key(camera)
         return camera_size(self.features[key], f"{info_path(self.root)}: feature {key!r}")
 
     def _segments(self, key: str) -> dict[int, tuple[Path, float]]:
@@ -443,9 +451,7 @@ class LeRobotDataset:
 
     def frames(self, camera: str, episode: int, frame_indices: list[int] | np.ndarray) -> np.ndarray:
         """Frames (N, H, W, 3) uint8 of `camera` ('observation.images.<name>' or '<name>') in `episode`."""
-        key = camera if camera in self.features else IMAGE_PREFIX + camera
-        if key not in self.camera_keys:
-            raise ValueError(f"camera {camera!r} does not exist; this dataset has {self.camera_keys}")
+        key = self.camera_key(camera)
         if key in self._images:
             start = next(e.start for e in self.episodes if e.index == episode)
             return np.stack([self._decode_image(key, start + int(i)) for i in frame_indices])

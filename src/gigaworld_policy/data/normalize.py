@@ -34,15 +34,25 @@ def _fallback_ranges(offset: np.ndarray, scale: np.ndarray, low: np.ndarray, hig
     return offset, scale
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Normalizer:
     """Per-dimension affine map x -> (x - offset) / scale. `clip` (to [-1, 1]) is set only when read from a
     checkpoint of an earlier version, whose quantile normalisation clipped, so that it still sees what it was
-    trained on."""
+    trained on. Two normalisers are equal when they map every x alike (same numbers, same clip)."""
 
     offset: Tensor  # (D,)
     scale: Tensor  # (D,)
     clip: bool
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Normalizer):
+            return NotImplemented
+        return (self.clip == other.clip and torch.equal(self.offset, other.offset)
+                and torch.equal(self.scale, other.scale))
+
+    @property
+    def dim(self) -> int:
+        return len(self.offset)
 
     @classmethod
     def from_stats(cls, stats: dict[str, np.ndarray], mode: str = "quantile", name: str = "feature") -> Normalizer:
@@ -85,6 +95,9 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> Normalizer:
+        missing = [k for k in ("offset", "scale", "clip") if k not in data]
+        if missing:
+            raise ValueError(f"a normaliser has 'offset', 'scale' and 'clip'; this one lacks {missing}")
         return cls(torch.tensor(data["offset"]), torch.tensor(data["scale"]), bool(data["clip"]))
 
 

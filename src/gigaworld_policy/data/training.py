@@ -1,4 +1,5 @@
-"""Training samples from a LeRobot dataset, in the batch format `GigaWorldPolicy.compute_loss` takes.
+"""Training samples from a LeRobot dataset, in the batch format `GigaWorldPolicy.compute_loss` takes, made by the
+dataset's `RobotProcessor` (processor.py), which `PolicyDataset` fits to the data (or is given, e.g. a checkpoint's).
 
 For frame t of an episode of length L a sample holds:
     image          (3, H, W)     composite of the cameras at t, in [-1, 1]
@@ -21,9 +22,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import PolicyConfig
-from .composite import composite, default_layout, to_model_range
-from .lerobot import LeRobotDataset
+from .composite import default_layout
+from .lerobot import IMAGE_PREFIX, LeRobotDataset
 from .normalize import Normalizer, to_delta
+from .processor import RobotProcessor
 from .stats import feature_stats
 
 STATE, ACTION = "observation.state", "action"
@@ -31,9 +33,12 @@ STATE, ACTION = "observation.state", "action"
 
 @dataclass
 class DataConfig:
+    """How `PolicyDataset` fits a processor to a dataset; the fields left unset (empty, None) defer to a processor
+    it is given, and a processor's choices cannot be overridden (a checkpoint preprocesses as it was trained)."""
+
     cameras: tuple[str, ...] = ()  # camera names in composite order; empty = all, in the dataset's order
     layout: str | None = None  # "t", "row" or "single"; None = "single" for one camera, "t" for three, else "row"
-    fit: str = "letterbox"
+    fit: str | None = None  # "letterbox" or "stretch"; None = "letterbox"
     normalization: str = "quantile"
     delta_action_dims: tuple[int, ...] = ()  # action dims predicted relative to the current state
     embodiment: int = 0
@@ -42,15 +47,17 @@ class DataConfig:
 
 
 class PolicyDataset(Dataset):
-    """normalization: a `normalization_state()` to reuse (e.g. a checkpoint's, or another dataset's of the same
-    robot); parts it lacks (e.g. actions, after video-only pre-training) come from the statistics of `dataset`."""
+    """Samples of `dataset` for embodiment `data.embodiment`, preprocessed by `self.processor` (a `RobotProcessor`).
+
+    processor: how this robot's frames become model inputs, e.g. a checkpoint's, or another dataset's of the same
+    robot. Its cameras, layout, fit, normalisers and delta dims are kept, and what `data` sets must agree with them;
+    normalisers it lacks (actions, after video-only pre-training) are fitted to `dataset`. None: the processor is
+    fitted to `dataset` as `data` says."""
 
     def __init__(self, dataset: LeRobotDataset, config: PolicyConfig, data: DataConfig | None = None,
-                 normalization: dict | None = None):
+                 processor: RobotProcessor | None = None):
         self.dataset, self.config = dataset, config
         self.data = data = data or DataConfig()
-        self.cameras = self._cameras()
-        self.layout = data.layout or default_layout(len(self.cameras))
         self.has_state = STATE in dataset.columns
         self.has_actions = ACTION in dataset.columns
         if self.has_actions:
@@ -61,22 +68,9 @@ class PolicyDataset(Dataset):
         self.episode_of = dataset.columns["episode_index"]
         self.episode_start = {e.index: e.start for e in dataset.episodes}
         self.episode_length = {e.index: e.length for e in dataset.episodes}
-        if data.delta_action_dims and not (self.has_state and self.has_actions):
-            raise ValueError("delta actions need both 'observation.state' and 'action' in the dataset")
-        self.delta_mask = torch.zeros(dataset.columns[ACTION].shape[1] if self.has_actions else 0, dtype=torch.bool)
-        self.delta_mask[list(data.delta_action_dims)] = True
         self._check_dims()
-        given = normalization or {}
-        if given.get("action") and list(given["delta_action_dims"]) != list(data.delta_action_dims):
-            raise ValueError(f"the normalisation is for delta action dims {given['delta_action_dims']}, this "
-                             f"dataset uses {list(data.delta_action_dims)}")
-        self.state_normalizer = self.action_normalizer = None
-        if self.has_state:
-            self.state_normalizer = (Normalizer.from_dict(given["state"]) if given.get("state")
-                                     else Normalizer.from_stats(self._stats(STATE), data.normalization, STATE))
-        if self.has_actions:
-            self.action_normalizer = (Normalizer.from_dict(given["action"]) if given.get("action")
-                                      else Normalizer.from_stats(self._action_stats(), data.normalization, ACTION))
+        self.processor = self._fit_processor(processor)
+        self.camera_keys = [dataset.camera_key(c) for c in self.processor.cameras]
 
     @property
     def embodiment_name(self) -> str:
@@ -92,19 +86,51 @@ class PolicyDataset(Dataset):
                 raise ValueError(f"{self.dataset.root}: '{key}' has {self.dataset.columns[key].shape[1]} dims, "
                                  f"embodiment {spec.name!r} expects {name}_dim {expected}")
 
-    def _cameras(self) -> list[str]:
-        available = self.dataset.camera_keys
-        if not available:
+    def _fit_processor(self, given: RobotProcessor | None) -> RobotProcessor:
+        data, spec = self.data, self.config.embodiments[self.data.embodiment]
+        cameras, layout, fit = self._composition(given)
+        if given is not None and given.action is not None:
+            delta_dims = given.delta_action_dims
+            if data.delta_action_dims and tuple(data.delta_action_dims) != delta_dims:
+                raise ValueError(f"the processor is for delta action dims {list(delta_dims)}, the data config asks "
+                                 f"for {list(data.delta_action_dims)}")
+            if delta_dims and self.has_actions and not self.has_state:
+                raise ValueError(f"{self.dataset.root} has no 'observation.state': the processor's delta actions "
+                                 f"{list(delta_dims)} are relative to it")
+        else:
+            delta_dims = tuple(data.delta_action_dims)
+            if delta_dims and not (self.has_state and self.has_actions):
+                raise ValueError("delta actions need both 'observation.state' and 'action' in the dataset")
+        for name, normalizer, expected in (("state", given and given.state, spec.state_dim),
+                                           ("action", given and given.action, spec.action_dim)):
+            if normalizer and normalizer.dim != expected:
+                raise ValueError(f"the processor's {name} has {normalizer.dim} dims, embodiment {spec.name!r} "
+                                 f"expects {name}_dim {expected}")
+        state = given.state if given is not None and given.state is not None else (
+            Normalizer.from_stats(self._stats(STATE), data.normalization, STATE) if self.has_state else None)
+        action = given.action if given is not None and given.action is not None else (
+            Normalizer.from_stats(self._action_stats(delta_dims), data.normalization, ACTION)
+            if self.has_actions else None)
+        sizes = given.camera_sizes if given is not None else tuple(self.dataset.camera_size(c) for c in cameras)
+        return RobotProcessor(cameras, sizes, layout, fit, state, action, delta_dims)
+
+    def _composition(self, given: RobotProcessor | None) -> tuple[tuple[str, ...], str, str]:
+        """Cameras (names), layout and fit of the composite: the given processor's, else as `data` says."""
+        if not self.dataset.camera_keys:
             raise ValueError(f"{self.dataset.root} has no camera (video or image) features")
-        if not self.data.cameras:
-            return available
-        chosen = []
-        for camera in self.data.cameras:
-            key = camera if camera in available else f"observation.images.{camera}"
-            if key not in available:
-                raise ValueError(f"camera {camera!r} does not exist; this dataset has {available}")
-            chosen.append(key)
-        return chosen
+        data = self.data
+        asked = tuple(self.dataset.camera_key(c).removeprefix(IMAGE_PREFIX) for c in data.cameras)
+        if given is None:
+            cameras = asked or tuple(k.removeprefix(IMAGE_PREFIX) for k in self.dataset.camera_keys)
+            return cameras, data.layout or default_layout(len(cameras)), data.fit or "letterbox"
+        for field, wanted, kept in (("cameras", asked or None, given.cameras), ("layout", data.layout, given.layout),
+                                    ("fit", data.fit, given.fit)):
+            if wanted is not None and wanted != kept:
+                raise ValueError(f"the processor composes the image with {field} {kept!r}, the data config asks for "
+                                 f"{wanted!r}: leave data.{field} unset to keep the processor's")
+        for camera in given.cameras:
+            self.dataset.camera_key(camera)  # the processor's cameras must all be in this dataset
+        return given.cameras, given.layout, given.fit
 
     def _stats(self, key: str) -> dict[str, np.ndarray]:
         """The dataset's statistics of `key`, computed from its values (all in memory) where meta/stats.json lacks
@@ -114,11 +140,11 @@ class PolicyDataset(Dataset):
         if wanted <= stored.keys():
             return stored
         warnings.warn(f"{self.dataset.root}: meta/stats.json has no {sorted(wanted - stored.keys())} for {key!r}; "
-                      f"computed from the data instead", stacklevel=3)
+                      f"computed from the data instead", stacklevel=4)
         return feature_stats(self.dataset.columns[key])
 
-    def _action_stats(self) -> dict[str, np.ndarray]:
-        if not self.data.delta_action_dims:
+    def _action_stats(self, delta_dims: tuple[int, ...]) -> dict[str, np.ndarray]:
+        if not delta_dims:
             return self._stats(ACTION)
         # Statistics of a_{t+k} - s_t over chunks starting at a random subset of frames.
         rng = np.random.default_rng(self.data.seed)
@@ -126,20 +152,9 @@ class PolicyDataset(Dataset):
                             replace=False)
         chunks = torch.stack([self._raw_chunk(int(i))[0] for i in frames])
         state = torch.as_tensor(self.dataset.columns[STATE][frames])
-        return feature_stats(to_delta(chunks, state, self.delta_mask).reshape(-1, chunks.shape[-1]).numpy())
-
-    def normalization_state(self) -> dict:
-        """What a checkpoint needs to turn robot observations into model inputs and model actions back into
-        robot units: normalisers, delta-action dims, and the cameras/layout of the composite image."""
-        return {
-            "state": self.state_normalizer.to_dict() if self.state_normalizer else None,
-            "action": self.action_normalizer.to_dict() if self.action_normalizer else None,
-            "delta_action_dims": list(self.data.delta_action_dims),
-            "cameras": [c.removeprefix("observation.images.") for c in self.cameras],
-            "camera_sizes": [list(self.dataset.camera_size(c)) for c in self.cameras],  # (H, W) recorded
-            "layout": self.layout,
-            "fit": self.data.fit,
-        }
+        mask = torch.zeros(chunks.shape[-1], dtype=torch.bool)
+        mask[list(delta_dims)] = True
+        return feature_stats(to_delta(chunks, state, mask).reshape(-1, chunks.shape[-1]).numpy())
 
     def __len__(self) -> int:
         return self.dataset.num_frames
@@ -158,11 +173,9 @@ class PolicyDataset(Dataset):
 
     def _composites(self, episode: int, local: np.ndarray) -> torch.Tensor:
         """(T, 3, H, W) composites at episode-local frames `local`."""
-        views = [to_model_range(torch.from_numpy(self.dataset.frames(cam, episode, local))) for cam in self.cameras]
-        return torch.stack([
-            composite([v[t] for v in views], self.layout, self.config.image_size, self.data.fit)
-            for t in range(len(local))
-        ])
+        views = [self.dataset.frames(key, episode, local) for key in self.camera_keys]
+        size = self.config.image_size
+        return torch.stack([self.processor.composite([v[t] for v in views], size) for t in range(len(local))])
 
     def __getitem__(self, index: int) -> dict:
         return self.sample(index)
@@ -186,11 +199,9 @@ class PolicyDataset(Dataset):
         state = None
         if self.has_state:
             state = torch.as_tensor(self.dataset.columns[STATE][index])
-            sample["state"] = self.state_normalizer.normalize(state)
+            sample["state"] = self.processor.normalize_state(state)
         if self.has_actions:
             actions, action_is_pad = self._raw_chunk(index)
-            if self.data.delta_action_dims:
-                actions = to_delta(actions, state, self.delta_mask)
-            sample["actions"] = self.action_normalizer.normalize(actions)
+            sample["actions"] = self.processor.normalize_actions(actions, state)
             sample["action_is_pad"] = action_is_pad
         return sample

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .lerobot import LeRobotDatasetWriter
+from .lerobot import IMAGE_PREFIX, LeRobotDatasetWriter
 
 
 def _frames(path: Path, size: tuple[int, int] | None, stride: int):
@@ -48,7 +48,7 @@ def convert_video_folder(folder: str | Path, out: str | Path, fps: int = 10, siz
     if size is None:
         first = next(_frames(videos[0], None, 1))
         size = first.shape[:2]
-    key = f"observation.images.{camera}"
+    key = IMAGE_PREFIX + camera
     features = {key: {"dtype": "video", "shape": [size[0], size[1], 3]}}
     with LeRobotDatasetWriter.create(out, fps=fps, features=features) as writer:
         for path in tqdm(videos, desc="converting", unit="video", disable=not progress):

@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..atomic import atomic_directory
-from ..config import PolicyConfig, read_json
+from ..config import PolicyConfig
+from ..data.processor import RobotProcessor, read_processors, write_processors
 from ..encoders import PixelCodec
 from . import flow
 from .embodiment import EmbodimentMLP
@@ -41,7 +42,6 @@ from .wan import KV, Rope, TextContext, WanTransformer
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 EMA_WEIGHTS_NAME = "ema.safetensors"
-NORMALIZATION_NAME = "normalization.json"
 
 
 class SequencePlan(NamedTuple):
@@ -103,8 +103,9 @@ class GigaWorldPolicy(nn.Module):
         # only. The Wan VAE codec has weights of its own and is attached after construction.
         self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
         self.text_encoder: TextEncoderFn | None = None
-        # How robot units map to model units, per embodiment name (from the training data); saved with the weights.
-        self.normalization: dict[str, dict] = {}
+        # How robot observations become model inputs and model actions robot units, per embodiment name (fitted to
+        # the training data); saved beside the weights as processor.json.
+        self.processors: dict[str, RobotProcessor] = {}
 
     @property
     def device(self) -> torch.device:
@@ -464,7 +465,7 @@ class GigaWorldPolicy(nn.Module):
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, ema_state: dict[str, Tensor] | None = None) -> None:
-        """Write config.json, model.safetensors, normalization.json (and ema.safetensors) atomically."""
+        """Write config.json, model.safetensors, processor.json (and ema.safetensors) atomically."""
         with atomic_directory(directory) as tmp:
             self.write_pretrained(tmp, ema_state)
 
@@ -478,19 +479,21 @@ class GigaWorldPolicy(nn.Module):
         if ema_state is not None:
             ema = {k: v.detach().contiguous().cpu() for k, v in ema_state.items()}
             save_file(ema, str(folder / EMA_WEIGHTS_NAME), metadata={"format": "pt"})
-        (folder / NORMALIZATION_NAME).write_text(json.dumps(self.normalization, indent=2))
+        write_processors(folder, self.processors)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = False
     ) -> GigaWorldPolicy:
         """Load a checkpoint folder; `ema=True` takes the EMA weights (training checkpoints have them). A file that
-        is missing, cut short or not what its name says is a ValueError (FileNotFoundError) that names it."""
+        is missing, cut short or not what its name says is a ValueError (FileNotFoundError) that names it. A checkpoint
+        written before processor.json (with normalization.json) loads too (see `data.processor.read_processors`)."""
         directory = Path(directory)
         weights = EMA_WEIGHTS_NAME if ema else WEIGHTS_NAME
-        for name in (CONFIG_NAME, weights, NORMALIZATION_NAME):
+        for name in (CONFIG_NAME, weights):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
+        processors = read_processors(directory)  # before the weights: a missing file costs no loading
         # Both weight files, also the one not loaded: a checkpoint with a damaged file is damaged, whichever file
         # this run reads (gwp eval reads the EMA, --raw-weights and --resume the other).
         for name in (WEIGHTS_NAME, EMA_WEIGHTS_NAME):
@@ -504,7 +507,7 @@ class GigaWorldPolicy(nn.Module):
         except RuntimeError as error:  # torch lists missing, unexpected and mis-shaped keys, one per line
             raise ValueError(f"{directory / weights} does not hold the weights of the model its {CONFIG_NAME} "
                              f"describes: {' '.join(str(error).split())}") from None
-        policy.normalization = read_json(directory / NORMALIZATION_NAME)
+        policy.processors = processors
         return policy.eval()
 
     @classmethod

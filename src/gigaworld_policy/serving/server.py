@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from ..data.lerobot import IMAGE_PREFIX
 from ..extras import require
 from ..inference import Predictor
 from . import msgpack_numpy
@@ -47,9 +48,9 @@ class PolicyServer:
             "policy": "gigaworld-policy",
             "embodiment": self.predictor.embodiment,
             "cameras": self.predictor.cameras,
-            "image_keys": [f"observation.images.{c}" for c in self.predictor.cameras],
+            "image_keys": [IMAGE_PREFIX + c for c in self.predictor.cameras],
             "state_dim": self.predictor.state_dim,
-            "action_dim": len(self.predictor.action_normalizer.offset),
+            "action_dim": self.predictor.action_dim,
             "action_horizon": config.chunk_size,
             "future_frames": config.num_future_frames,
             "max_message_bytes": self.max_message_bytes,
