@@ -309,3 +309,27 @@ def test_the_instruction_cache_keeps_the_recently_used_within_its_budget(predict
     assert list(encoder.cache) == ["instruction 8", "instruction 0", "instruction 9"]  # least recently used first
     again, _ = encoder(["instruction 5", "instruction 0"])  # evicted ones encode again, the same
     assert torch.allclose(again[1], first[0])
+
+
+def test_a_policy_without_real_time_chunking_refuses_an_action_prefix(server):
+    with PolicyClient("127.0.0.1", server.port) as client:
+        assert client.metadata["action_prefix"] == {"supported": False, "max_steps": 0}
+        with pytest.raises(RuntimeError, match="does not take an 'action_prefix'"):
+            client.infer(request(action_prefix=np.zeros((2, 4), np.float32)))
+
+
+def test_an_action_prefix_in_robot_units_starts_the_served_chunk(checkpoint, tmp_path):
+    data = checkpoint.parents[2] / "data"
+    config = TrainConfig(dataset=(str(data),), preset="tiny", steps=2, output_dir=str(tmp_path / "rtc"), batch_size=2,
+                         num_workers=0, log_with="none", action_prefix_prob=0.5)
+    rtc = Predictor.from_checkpoint(train(config).checkpoint)
+    prefix = np.array([[0.5, -1.0, 0.25, 2.0], [0.4, -0.9, 0.2, 1.5]], np.float32)  # 2 = d_max of a chunk of 8
+    with serve_in_background(PolicyServer(rtc, "127.0.0.1", 0)) as served:
+        with PolicyClient("127.0.0.1", served.port) as client:
+            assert client.metadata["action_prefix"] == {"supported": True, "max_steps": 2}
+            actions = client.infer(request(action_prefix=prefix))["actions"]
+            assert np.allclose(actions[:2], prefix, atol=1e-5) and actions.shape == (8, 4)
+            with pytest.raises(RuntimeError, match=r"action_prefix must be \(d <= 2, 4\), got \(3, 4\)"):
+                client.infer(request(action_prefix=np.zeros((3, 4), np.float32)))
+            with pytest.raises(RuntimeError, match="action_prefix must be finite"):
+                client.infer(request(action_prefix=np.full((1, 4), np.nan, np.float32)))

@@ -78,6 +78,13 @@ class Predictor:
         """Numbers in an action, in robot units."""
         return self.processor.action_dim
 
+    @property
+    def max_action_prefix(self) -> int:
+        """Longest committed action prefix `predict` continues (0: the policy was not trained for real-time
+        chunking, `action_prefix_prob` 0)."""
+        config = self.policy.config
+        return config.action_prefix_limit if config.action_prefix_prob > 0 else 0
+
     @classmethod
     def from_checkpoint(cls, directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
                         text_encoder: str | os.PathLike = "minilm", vae: str | os.PathLike | None = None,
@@ -95,19 +102,28 @@ class Predictor:
         return to_uint8(self.batch(observation)["image"][0])
 
     @torch.no_grad()
-    def predict(self, observation: Observation, with_video: bool = False,
-                generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-        """-> {"actions": (H, A) robot units} and, with_video, {"video": (F, H, W, 3) uint8 predicted frames}."""
-        return self.predict_batch(self.batch(observation), with_video, generator)
+    def predict(self, observation: Observation, with_video: bool = False, generator: torch.Generator | None = None,
+                action_prefix: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """-> {"actions": (H, A) robot units} and, with_video, {"video": (F, H, W, 3) uint8 predicted frames}.
+        action_prefix (d, A) robot units, d <= `max_action_prefix`: actions executed while this is computed (real-time
+        chunking); the returned chunk starts with them and continues them."""
+        return self.predict_batch(self.batch(observation), with_video, generator, action_prefix)
 
     @torch.no_grad()
-    def predict_batch(self, batch: dict, with_video: bool = False,
-                      generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+    def predict_batch(self, batch: dict, with_video: bool = False, generator: torch.Generator | None = None,
+                      action_prefix: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """`predict` of a batch made by `batch` (the policy server makes it before the request waits its turn)."""
         batch = dict(batch)
         raw_state = batch.pop("raw_state", None)
+        prefix = None
+        if action_prefix is not None:
+            prefix = torch.as_tensor(np.asarray(action_prefix, dtype=np.float32))
+            if prefix.ndim != 2 or prefix.shape[1] != self.action_dim or len(prefix) > self.max_action_prefix:
+                raise ValueError(f"action_prefix must be (d <= {self.max_action_prefix}, {self.action_dim}) in robot "
+                                 f"units, got {tuple(prefix.shape)}")
+            prefix = self.processor.normalize_actions(prefix[None], raw_state)
         normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator,
-                                                temperature=self.temperature)
+                                                temperature=self.temperature, action_prefix=prefix)
         actions = self.processor.unnormalize_actions(normalized.cpu(), raw_state)[0]
         result = {"actions": actions.numpy().astype(np.float32)}
         if with_video:

@@ -75,27 +75,48 @@ def _image(name: str, value: Any) -> np.ndarray:
     return np.ascontiguousarray((value * 255).round().astype(np.uint8))
 
 
-def _state(value: Any) -> np.ndarray:
+def _real_array(name: str, value: Any, ndim: int) -> np.ndarray:
+    """`value` as an `ndim`-D float32 array of finite numbers, or a ValueError saying what it is instead."""
+    shape = "a list or 1-D array" if ndim == 1 else f"a {ndim}-D array (or nested lists)"
     if isinstance(value, dict | str | bytes):
-        raise ValueError(f"state must be a list or 1-D array of numbers, got {_kind(value)}")
+        raise ValueError(f"{name} must be {shape} of numbers, got {_kind(value)}")
     try:
-        state = np.asarray(value)
+        array = np.asarray(value)
     except (TypeError, ValueError, OverflowError):  # e.g. nested lists of different lengths
-        state = None
-    if state is None or state.dtype.kind == "O":  # objects (None, maps) among numbers: None would pass as NaN
-        raise ValueError(f"state must be a flat list of numbers, got {_short.repr(value)}")
-    if state.dtype.kind == "c":  # a cast would drop the imaginary part without a word
-        raise ValueError(f"state must be real numbers, got {state.dtype}")
-    if state.dtype.kind not in "biuf":
-        raise ValueError(f"state must be numbers, got an array of {state.dtype}")
-    if state.ndim != 1:
-        raise ValueError(f"state must be 1-D, got shape {state.shape}")
-    state = state.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(state) | (np.abs(state) > FLOAT32_MAX))
+        array = None
+    if array is None or array.dtype.kind == "O":  # objects (None, maps) among numbers: None would pass as NaN
+        listed = "a flat list" if ndim == 1 else shape
+        raise ValueError(f"{name} must be {listed} of numbers, got {_short.repr(value)}")
+    if array.dtype.kind == "c":  # a cast would drop the imaginary part without a word
+        raise ValueError(f"{name} must be real numbers, got {array.dtype}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numbers, got an array of {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    array = array.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(array) | (np.abs(array) > FLOAT32_MAX))
     if len(bad):
-        raise ValueError(f"state must be finite float32 numbers (|x| <= {FLOAT32_MAX:.3g}), got {state[bad[0]]:.4g} "
-                         f"at index {bad[0]}")
-    return state.astype(np.float32)
+        where = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name} must be finite float32 numbers (|x| <= {FLOAT32_MAX:.3g}), got "
+                         f"{array[where]:.4g} at index {where[0] if ndim == 1 else where}")
+    return array.astype(np.float32)
+
+
+def _state(value: Any) -> np.ndarray:
+    return _real_array("state", value, 1)
+
+
+def action_prefix(request: dict, action_dim: int, max_steps: int) -> np.ndarray | None:
+    """The request's "action_prefix": (d, action_dim) actions in robot units that the robot executes while this
+    request is served (real-time chunking), d <= max_steps; None when the request has none."""
+    if "action_prefix" not in request:
+        return None
+    if max_steps == 0:
+        raise ValueError("this policy does not take an 'action_prefix' (it was trained without action_prefix_prob)")
+    prefix = _real_array("action_prefix", request["action_prefix"], 2)
+    if prefix.shape[0] > max_steps or prefix.shape[1] != action_dim:
+        raise ValueError(f"action_prefix must be (d <= {max_steps}, {action_dim}), got {prefix.shape}")
+    return prefix
 
 
 def _instruction(request: dict, max_chars: int) -> str:

@@ -3,6 +3,9 @@
 On connect the server sends one metadata message; then every request (a msgpack map of observation keys, see
 `observation.py`) gets one reply: {"actions": (H, A) float32 in robot units, "server_timing": {"infer_ms",
 "total_ms"}} — plus "video": (F, H, W, 3) uint8 predicted future frames when the request has "return_video": true.
+A request may carry "action_prefix": (d, A) actions in robot units that the robot executes while it is served (real-
+time chunking, for a policy trained with action_prefix_prob; the metadata says whether and up to which d): the reply's
+chunk starts with them and continues them.
 A request that cannot be served gets {"error": "<what was wrong>"} and the connection stays open; a message larger
 than `max_message_bytes` (announced in the metadata) closes the connection with code 1009 (message too big).
 `GET /healthz` answers 200 "ok". Several clients may connect; inference runs one request at a time, in the order
@@ -19,11 +22,20 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 from ..data.lerobot import IMAGE_PREFIX
 from ..extras import require
 from ..inference import Predictor
 from . import msgpack_numpy
-from .observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES, check_key_map, parse_observation, wants_video
+from .observation import (
+    MAX_INSTRUCTION_CHARS,
+    MAX_MESSAGE_BYTES,
+    action_prefix,
+    check_key_map,
+    parse_observation,
+    wants_video,
+)
 
 ConnectionClosed = require("websockets.exceptions", "the policy server").ConnectionClosed
 
@@ -55,10 +67,14 @@ class PolicyServer:
             "future_frames": config.num_future_frames,
             "max_message_bytes": self.max_message_bytes,
             "max_instruction_chars": self.max_instruction_chars,
+            # real-time chunking: a request may carry the actions executed while it is served
+            "action_prefix": {"supported": self.predictor.max_action_prefix > 0,
+                              "max_steps": self.predictor.max_action_prefix},
         }
 
-    def _prepare(self, message: bytes | str) -> tuple[dict, bool]:
-        """A message -> (the policy batch, whether to return video); all the request's checks happen here."""
+    def _prepare(self, message: bytes | str) -> tuple[dict, bool, np.ndarray | None]:
+        """A message -> (the policy batch, whether to return video, the action prefix); all the request's checks
+        happen here."""
         if not isinstance(message, bytes):
             raise ValueError("requests must be binary msgpack frames, got a text frame")
         try:
@@ -66,11 +82,12 @@ class PolicyServer:
         except ValueError as error:
             raise ValueError(f"cannot decode the request: {error}") from None
         observation = parse_observation(request, self.predictor.cameras, self.key_map, self.max_instruction_chars)
-        return self.predictor.batch(observation), wants_video(request)
+        prefix = action_prefix(request, self.predictor.action_dim, self.predictor.max_action_prefix)
+        return self.predictor.batch(observation), wants_video(request), prefix
 
-    def _infer(self, batch: dict, with_video: bool) -> dict:
+    def _infer(self, batch: dict, with_video: bool, prefix: np.ndarray | None) -> dict:
         start = time.perf_counter()
-        result = self.predictor.predict_batch(batch, with_video=with_video)
+        result = self.predictor.predict_batch(batch, with_video=with_video, action_prefix=prefix)
         result["server_timing"] = {"infer_ms": (time.perf_counter() - start) * 1e3}
         return result
 
@@ -80,12 +97,12 @@ class PolicyServer:
             try:
                 # Decoding, checking and resizing the images run on a worker thread before the request waits its
                 # turn: a large or malformed message must neither pause the other connections nor hold the policy.
-                batch, with_video = await asyncio.to_thread(self._prepare, message)
+                batch, with_video, prefix = await asyncio.to_thread(self._prepare, message)
             except ValueError as error:  # the request's fault: the message says what was wrong
                 log.info("refused a request: %s", error)
                 return {"error": str(error)}
             async with self._lock:
-                reply = await asyncio.to_thread(self._infer, batch, with_video)
+                reply = await asyncio.to_thread(self._infer, batch, with_video, prefix)
         except Exception:  # a bug of ours (past the checks, a ValueError too): keep serving, keep the traceback here
             log.exception("request failed")
             return {"error": "internal error of the policy server (see its log): the request was not served"}
