@@ -3,12 +3,17 @@
 * action-only, cached: state+observation prefix once, then only the 48 action tokens at each step;
 * action-only, uncached: the whole S,O,A sequence at each step (the authors' first model);
 * joint: S,O,A,V at each step, actions and video denoised together (Motus-style).
+
+`step_weights` counts the weights one cached Euler step reads (at batch 1 on a GPU each of them is read from memory
+once per step), from the module tree alone, so that `weights_per_step("gwp05")` needs no 5B weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -45,6 +50,30 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+def step_weights(policy: GigaWorldPolicy) -> int:
+    """Parameters one cached action-only Euler step reads at batch 1: the action encoder and decoder (one
+    embodiment's bank) and the transformer that carries the action tokens - the action expert, or else the Wan
+    blocks with their time embedding and output norm, less the cross-attention keys/values (cached per instruction).
+    Works on the meta device."""
+    banks = sum(p.numel() // module.num_embodiments for module in (policy.action_encoder, policy.action_decoder)
+                for p in module.parameters())
+    if policy.action_expert is not None:
+        return banks + sum(p.numel() for p in policy.action_expert.parameters())
+    unread = re.compile(r"patch_embedding\.|proj_out\.|condition_embedder\.text_embedder\."
+                        r"|blocks\.\d+\.attn2\.(to_k|to_v|norm_k)\.")
+    return banks + sum(p.numel() for name, p in policy.transformer.named_parameters() if not unread.match(name))
+
+
+def weights_per_step(preset: str, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """Parameter counts of `preset` (built on the meta device: no memory) and the bytes of weights one cached
+    Euler step reads in `dtype`."""
+    with torch.device("meta"):
+        policy = GigaWorldPolicy(PolicyConfig.preset(preset))
+    per_step = step_weights(policy)
+    return {"preset": preset, "parameters": sum(p.numel() for p in policy.parameters()),
+            "step_parameters": per_step, "step_bytes": per_step * dtype.itemsize, "dtype": str(dtype)}
+
+
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
     """GFLOP/s of a large square matmul in `dtype` (CPUs without bf16 units are slow in bf16: smaller there)."""
     size = 8192 if device.type == "cuda" else (2048 if dtype == torch.float32 else 1024)
@@ -53,6 +82,57 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 
     a @ b  # warm-up
     best = min(_median_ms(lambda: a @ b, device, 1)[0] for _ in range(repeats))
     return 2 * size**3 / (best / 1e3) / 1e9
+
+
+def bench_policy(preset: str, device: torch.device, batch_size: int = 1, seed: int = 0, dtype: str = "float32",
+                 vae: str | None = None) -> tuple[GigaWorldPolicy, dict, torch.Tensor]:
+    """A randomly initialised policy of `preset` in eval mode, an example batch and action noise (B, H, A)."""
+    config = PolicyConfig.preset(preset)
+    torch.manual_seed(seed)
+    with torch.device("meta") if config.transformer.num_layers > 8 else contextlib.nullcontext():
+        policy = GigaWorldPolicy(config)
+    if any(p.is_meta for p in policy.parameters()):  # big presets: allocate straight on the target device
+        policy.to_empty(device=device)
+        for parameter in policy.parameters():
+            torch.nn.init.normal_(parameter, std=0.02)
+    policy = policy.to(device, getattr(torch, dtype)).eval()
+    if config.codec.kind == "wan_vae":
+        from .encoders.wan_vae import WanVAECodec
+
+        policy.codec = (WanVAECodec.from_pretrained(vae, str(device), policy.dtype) if vae
+                        else WanVAECodec.random_wan22(str(device), policy.dtype))
+    batch = policy.example_batch(batch_size, seed)
+    return policy, batch, torch.randn(batch_size, config.chunk_size, config.max_action_dim)
+
+
+def compare_cached(presets: tuple[str, ...], rounds: int = 5, threads: int = 1, device: str = "cpu") -> dict:
+    """Cached action-only decoding of several presets timed in turn, round after round, so that a load that changes
+    during the run (a shared machine) reaches all of them alike. Per preset: median ms of one call with the
+    preset's Euler steps and of one with a single step, the per-step difference, and the FLOPs of both."""
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    calls, num_steps = {}, {}
+    for name in presets:
+        policy, batch, noise = bench_policy(name, dev)
+        num_steps[name] = policy.config.num_inference_steps
+        for steps in ("all", "one"):
+            n = num_steps[name] if steps == "all" else 1
+            calls[name, steps] = functools.partial(policy.sample_actions, batch, n, noise=noise, use_cache=True)
+    flops = {key: count_flops(fn) / 1e9 for key, fn in calls.items()}
+    times: dict = {key: [] for key in calls}
+    for fn in calls.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            times[key].append(_median_ms(fn, dev, 1)[0])
+    result = {}
+    for name, steps in num_steps.items():
+        full, one = statistics.median(times[name, "all"]), statistics.median(times[name, "one"])
+        result[name] = {"cached_ms": full, "one_step_ms": one, "step_ms": (full - one) / (steps - 1),
+                        "gflops_cached": flops[name, "all"],
+                        "gflops_step": (flops[name, "all"] - flops[name, "one"]) / (steps - 1), "num_steps": steps}
+    result["threads"], result["rounds"] = torch.get_num_threads(), rounds
+    return result
 
 
 def measure_latency(
@@ -73,23 +153,9 @@ def measure_latency(
     vae: a Wan2.2 VAE folder for presets with the VAE codec (default: its architecture with random weights)."""
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    config = PolicyConfig.preset(preset)
+    policy, batch, noise = bench_policy(preset, dev, batch_size, seed, dtype, vae)
+    config = policy.config
     steps = num_steps or config.num_inference_steps
-    torch.manual_seed(seed)
-    with torch.device("meta") if config.transformer.num_layers > 8 else contextlib.nullcontext():
-        policy = GigaWorldPolicy(config)
-    if any(p.is_meta for p in policy.parameters()):  # big presets: allocate straight on the target device
-        policy.to_empty(device=dev)
-        for parameter in policy.parameters():
-            torch.nn.init.normal_(parameter, std=0.02)
-    policy = policy.to(dev, getattr(torch, dtype)).eval()
-    if config.codec.kind == "wan_vae":
-        from .encoders.wan_vae import WanVAECodec
-
-        policy.codec = (WanVAECodec.from_pretrained(vae, device, policy.dtype) if vae
-                        else WanVAECodec.random_wan22(device, policy.dtype))
-    batch = policy.example_batch(batch_size, seed)
-    noise = torch.randn(batch_size, config.chunk_size, config.max_action_dim)
 
     paths = {
         "action_only_cached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=True),
@@ -98,12 +164,17 @@ def measure_latency(
     }
     result: dict = {"preset": preset, "device": str(dev), "threads": torch.get_num_threads(), "dtype": dtype,
                     "compile": compile, "attention": attention,
+                    "parameters": sum(p.numel() for p in policy.parameters()), "step_parameters": step_weights(policy),
                     "batch_size": batch_size, "num_steps": steps, "torch": torch.__version__,
                     "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
     rows, cols = config.token_grid
     result["tokens"] = {"state": 1, "observation": rows * cols, "action": config.chunk_size,
                         "future": rows * cols * config.num_future_latent_frames}
-    flop_counts = {name: count_flops(fn) for name, fn in paths.items()}  # eager SDPA: counts every matmul
+
+    def one_step():  # one Euler step of the cached path: what the call with all steps costs more than this one
+        return policy.sample_actions(batch, 1, noise=noise, use_cache=True)
+
+    flop_counts = {name: count_flops(fn) for name, fn in {**paths, "cached_one_step": one_step}.items()}
     policy.transformer.attention_backend = attention
     if compile:
         policy.compile()
@@ -114,6 +185,12 @@ def measure_latency(
         result[f"{name}_ms"], outputs[name] = _median_ms(fn, dev, repeats)
         result[f"gflops_{name}"] = flops / 1e9
         result[f"achieved_gflops_{name}"] = flops / 1e9 / (result[f"{name}_ms"] / 1e3)
+    one_step()
+    one_step_ms, _ = _median_ms(one_step, dev, repeats)
+    if steps > 1:
+        result["cached_step_ms"] = (result["action_only_cached_ms"] - one_step_ms) / (steps - 1)
+        result["gflops_cached_step"] = (flop_counts["action_only_cached"] - flop_counts["cached_one_step"]) / (
+            steps - 1) / 1e9
     result["cached_vs_uncached_max_abs"] = float(
         (outputs["action_only_cached"] - outputs["action_only_uncached"]).abs().max()
     )
@@ -144,5 +221,10 @@ def format_latency(result: dict) -> str:
         f"{100 * result['achieved_fraction_of_peak']:.0f}% of the {result['matmul_peak_gflops']:.1f} GFLOP/s "
         f"matmul peak (uncached {result['achieved_gflops_action_only_uncached']:.1f}, "
         f"joint {result['achieved_gflops_joint']:.1f} GFLOP/s)",
+        f"  {result['parameters'] / 1e6:.1f} M parameters; one cached Euler step reads "
+        f"{result['step_parameters'] / 1e6:.1f} M of them",
     ]
+    if "cached_step_ms" in result:
+        lines.append(f"  one cached Euler step: {result['cached_step_ms']:.1f} ms, {result['gflops_cached_step']:.2f} "
+                     f"GFLOP (the rest of the cached path is the prefix pass and the text keys/values, once per call)")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Dataclass configs and named presets.
 
 `PolicyConfig.preset(name)` gives a working configuration: ``tiny`` (tests), ``small`` (CPU training),
-``gwp0`` (the paper: Wan2.2-TI2V-5B backbone) and ``bench`` (gwp0's token counts, narrower, for CPU timing).
+``gwp0`` (the paper: Wan2.2-TI2V-5B backbone) and ``bench`` (gwp0's token counts, narrower, for CPU timing); with
+an action expert, ``tiny-expert``, ``bench-expert`` and ``gwp05`` (the authors' GigaWorld-Policy 0.5 design).
 Every config checks its shape rules when it is built and says which rule broke.
 """
 
@@ -12,6 +13,7 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +84,20 @@ class CodecConfig:
 
 
 @dataclass(frozen=True)
+class ActionExpertConfig:
+    """A narrower transformer for the action tokens (GigaWorld-Policy 0.5; a mixture of transformers as in pi0):
+    one block per Wan block, `dim` wide with a `ffn_dim` feed-forward. Its heads and head size are the Wan
+    transformer's, so that all tokens attend through one attention; see `model/action_expert.py`."""
+
+    dim: int = 1024
+    ffn_dim: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0 or self.ffn_dim <= 0:
+            raise ValueError(f"action expert dim and ffn_dim must be positive, got {self.dim} and {self.ffn_dim}")
+
+
+@dataclass(frozen=True)
 class EmbodimentSpec:
     """One robot: its name and the true (unpadded) sizes of its state and action vectors."""
 
@@ -128,6 +144,9 @@ class PolicyConfig:
     # average-pooled to the token grid (the small preset's tokens are 8 pixels: 3 stages match them, 4 give
     # 16-pixel features that the pooling spreads over 2x2 tokens; on MT10 the 4 stages did better, see RESULTS).
     cnn_widths: tuple[int, ...] = (32, 64, 128, 256)
+    # None: every token goes through the Wan transformer (GWP-0). Else the action tokens go through this narrower
+    # expert, which shares attention with Wan at every layer (GWP-0.5); the visual part still loads from Wan2.2.
+    action_expert: ActionExpertConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(self.image_size))
@@ -237,6 +256,8 @@ class PolicyConfig:
         data["codec"] = _from_fields(CodecConfig, data.get("codec", {}), "codec.")
         data["embodiments"] = tuple(_from_fields(EmbodimentSpec, e, f"embodiments[{i}].")
                                     for i, e in enumerate(data.get("embodiments", ())))
+        if data.get("action_expert") is not None:
+            data["action_expert"] = _from_fields(ActionExpertConfig, data["action_expert"], "action_expert.")
         return cls(**data)
 
     @classmethod
@@ -351,4 +372,16 @@ def _bench() -> PolicyConfig:
     )
 
 
-PRESETS = {"tiny": _tiny, "small": _small, "gwp0": _gwp0, "bench": _bench}
+def _with_expert(preset: Callable[[], PolicyConfig], dim: int, ffn_dim: int) -> Callable[[], PolicyConfig]:
+    return lambda: preset().replace(action_expert=ActionExpertConfig(dim, ffn_dim))
+
+
+PRESETS = {
+    "tiny": _tiny, "small": _small, "gwp0": _gwp0, "bench": _bench,
+    # tiny's expert is narrower than its 32-wide transformer, so that tests see the two widths apart
+    "tiny-expert": _with_expert(_tiny, 16, 32),
+    # bench with a quarter-width expert (768 -> 192, FFN 3072 -> 768), for CPU timing against bench
+    "bench-expert": _with_expert(_bench, 192, 768),
+    # Wan2.2-TI2V-5B + a 1024-wide expert (FFN 4096, pi0's action-expert width)
+    "gwp05": _with_expert(_gwp0, 1024, 4096),
+}

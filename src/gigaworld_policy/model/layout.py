@@ -67,6 +67,33 @@ class TokenLayout:
         spans = [self.span(b) for b in blocks]
         return slice(spans[0].start, spans[-1].stop)
 
+    def attention_order(self, rows: slice, expert_blocks: tuple[str, ...] = ()) -> Tensor:
+        """(n,) sequence indices of the tokens `rows` in the order a mixture of transformers holds them: the main
+        transformer's tokens first, then those of `expert_blocks` (the action expert's), each in sequence order.
+        Mask, positions and time groups are per token, so reordering them alike changes no attention."""
+        index = torch.arange(rows.start, rows.stop)
+        routed = torch.zeros(self.num_tokens, dtype=torch.bool)
+        for block in expert_blocks:
+            routed[self.span(block)] = True
+        routed = routed[rows]
+        return torch.cat([index[~routed], index[routed]])
+
+    def count(self, block: str, rows: slice) -> int:
+        """How many tokens of `block` lie in `rows`."""
+        span = self.span(block)
+        return max(0, min(span.stop, rows.stop) - max(span.start, rows.start))
+
+    def held_span(self, block: str, rows: slice, expert_blocks: tuple[str, ...] = ()) -> slice:
+        """Where `block` lies among the tokens of `rows` that its transformer holds (see `attention_order`)."""
+        start = 0
+        for name in BLOCKS:
+            if (name in expert_blocks) != (block in expert_blocks):
+                continue
+            if name == block:
+                return slice(start, start + self.count(name, rows))
+            start += self.count(name, rows)
+        raise KeyError(block)
+
     def _per_token(self, table: dict[str, int]) -> Tensor:
         return torch.cat([torch.full((self.counts[b],), table[b], dtype=torch.long) for b in BLOCKS])
 

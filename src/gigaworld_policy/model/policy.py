@@ -10,6 +10,9 @@ Two training/inference verbs, as in openpi's pi0:
 `sample_video` decodes future frames given the observation and an action chunk; `sample_joint` denoises
 actions and video together without any cache (the path of Motus and the authors' first model), kept as the
 reference for speed comparisons.
+
+With `config.action_expert` the action tokens go through a narrower transformer that shares attention with the
+Wan blocks (`action_expert.py`); the cached Euler steps of action-only decoding then run the expert alone.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from ..config import PolicyConfig
 from ..data.processor import RobotProcessor, read_processors, write_processors
 from ..encoders import PixelCodec
 from . import flow
+from .action_expert import EXPERT_BLOCKS, ActionExpert, Stream, run_joint_blocks
 from .embodiment import EmbodimentMLP
 from .image_encoder import ConvImageEncoder
 from .inputs import PolicyInputs, TextEncoderFn, prepare_inputs
 from .layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
-from .wan import KV, Rope, TextContext, WanTransformer
+from .wan import KV, Rope, TextContext, WanTransformer, run_blocks
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -45,11 +49,28 @@ EMA_WEIGHTS_NAME = "ema.safetensors"
 
 
 class SequencePlan(NamedTuple):
-    """What the blocks need for one stretch of the token layout, computed once outside the Euler loop."""
+    """What the blocks need for one stretch of the token layout, computed once outside the Euler loop. Tokens and
+    keys are in `TokenLayout.attention_order`: the Wan blocks' tokens first, then the action expert's, if any."""
 
-    groups: Tensor  # (n,) flow-time group of each token
+    groups: Tensor  # (n,) or (B, n) flow-time group of each token
     rope: Rope
     mask: object  # (n, keys) bool, or the attention backend's form of it; None when every key is visible
+    num_main: int  # how many of the n tokens go through the Wan blocks (all, without an action expert)
+
+
+class Tokens(NamedTuple):
+    """Tokens (or hidden states) of consecutive blocks, split by the transformer they go through, each part in
+    sequence order: `main` (B, n, D) through the Wan blocks, `expert` (B, n_a, d) through the action expert.
+    None: no tokens. Without an action expert every token is main."""
+
+    main: Tensor | None
+    expert: Tensor | None = None
+
+    def then(self, other: Tokens) -> Tokens:
+        """These tokens followed by `other`'s."""
+        def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+            return b if a is None else a if b is None else torch.cat([a, b], dim=1)
+        return Tokens(join(self.main, other.main), join(self.expert, other.expert))
 
 
 def check_temperature(temperature: float) -> None:
@@ -93,12 +114,15 @@ class GigaWorldPolicy(nn.Module):
         dim = config.transformer.inner_dim
         hidden = config.projector_hidden_dims
         num_embodiments = len(config.embodiments)
+        action_width = config.action_expert.dim if config.action_expert else dim  # of the action tokens
         self.transformer = WanTransformer.from_config(config.transformer)
         self.state_encoder = EmbodimentMLP(num_embodiments, (config.max_state_dim, *hidden, dim))
-        self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, dim))
-        self.action_decoder = EmbodimentMLP(num_embodiments, (dim, *reversed(hidden), config.max_action_dim))
+        self.action_encoder = EmbodimentMLP(num_embodiments, (config.max_action_dim, *hidden, action_width))
+        self.action_decoder = EmbodimentMLP(num_embodiments, (action_width, *reversed(hidden), config.max_action_dim))
         if config.observation_encoder == "cnn":
             self.image_encoder = ConvImageEncoder(dim, config.token_grid, config.cnn_widths)
+        self.action_expert = ActionExpert(config.action_expert, config.transformer) if config.action_expert else None
+        self._expert_blocks = EXPERT_BLOCKS if self.action_expert is not None else ()
         # Frozen codec and text encoder are plain attributes, not submodules: checkpoints hold trained weights
         # only. The Wan VAE codec has weights of its own and is attached after construction.
         self.codec = PixelCodec(config.codec.spatial_factor) if config.codec.kind == "pixel" else None
@@ -161,27 +185,65 @@ class GigaWorldPolicy(nn.Module):
 
     # ---- the one forward path -----------------------------------------------------------------------
     def _plan(self, layout: TokenLayout, rows: slice, committed: Tensor | None = None) -> SequencePlan:
-        """Plan for running the tokens `rows` of `layout`; they see every key before rows.stop. committed (B, H)
-        bool: action steps that are clean context (a committed prefix), in the clean time group, per sample."""
-        mask = layout.attention_mask[rows, : rows.stop].to(self.device)
+        """Plan for running the tokens `rows` of `layout`; they see every key before rows.stop (the cached ones
+        were computed by a plan for the rows before). committed (B, H) bool: action steps that are clean context (a
+        committed prefix), in the clean time group, per sample."""
+        queries = layout.attention_order(rows, self._expert_blocks)
+        keys = torch.cat([layout.attention_order(slice(0, rows.start), self._expert_blocks), queries])
+        mask = layout.attention_mask[queries[:, None], keys]
         groups = layout.time_groups
         if committed is not None:
             groups = groups.expand(len(committed), -1).clone()
             actions = layout.span("action")
             groups[:, actions] = groups[:, actions].masked_fill(committed.cpu(), TIME_GROUP["observation"])
         return SequencePlan(
-            groups[..., rows].to(self.device),
-            self.transformer.rope(layout.positions[rows]),
-            self.transformer.self_attention_mask(None if bool(mask.all()) else mask),
+            groups[..., queries].to(self.device),
+            self.transformer.rope(layout.positions[queries]),
+            self.transformer.self_attention_mask(None if bool(mask.all()) else mask.to(self.device)),
+            len(queries) - sum(layout.count(block, rows) for block in self._expert_blocks),
         )
 
+    def _tokens(self, prefix: Tensor | None = None, actions: Tensor | None = None,
+                future: Tensor | None = None) -> Tokens:
+        """Tokens of consecutive blocks (None: absent): prefix (B, P, D) state + observation, actions (B, H, d) from
+        the action encoder, future (B, n, D) video tokens."""
+        if self.action_expert is None:
+            return Tokens(torch.cat([t for t in (prefix, actions, future) if t is not None], dim=1))
+        main = [t for t in (prefix, future) if t is not None]
+        return Tokens(torch.cat(main, dim=1) if main else None, actions)
+
+    def _block_hidden(self, hidden: Tokens, layout: TokenLayout, rows: slice, block: str) -> Tensor:
+        """The hidden states (B, n, width) of `block`, one of the blocks of `rows`, from `_transform`'s output."""
+        held = hidden.expert if block in self._expert_blocks else hidden.main
+        return held[:, layout.held_span(block, rows, self._expert_blocks)]
+
     def _transform(
-        self, tokens: Tensor, plan: SequencePlan, sigmas: Tensor, text: TextContext, past_kv: list[KV] | None = None
-    ) -> tuple[Tensor, list[KV]]:
-        """tokens (B, n, D), sigmas (B, NUM_TIME_GROUPS) -> normalised hidden states (B, n, D), layer K/V."""
-        temb, modulation = self.transformer.embed_time(sigmas * 1000)
-        hidden, kv = self.transformer.run_blocks(tokens, modulation, plan.groups, plan.rope, text, plan.mask, past_kv)
-        return self.transformer.output_norm(hidden, temb, plan.groups), kv
+        self, tokens: Tokens | Tensor, plan: SequencePlan, sigmas: Tensor, text: TextContext,
+        past_kv: list[KV] | None = None,
+    ) -> tuple[Tokens | Tensor, list[KV]]:
+        """tokens of the plan's rows (a tensor (B, n, D): all main), sigmas (B, NUM_TIME_GROUPS) -> normalised hidden
+        states in the same form, and each layer's keys/values of the rows. Only the transformers that have tokens
+        run: with an action expert, a pass over the action tokens alone runs the expert's weights alone."""
+        if isinstance(tokens, Tensor):
+            hidden, kv = self._transform(Tokens(tokens), plan, sigmas, text, past_kv)
+            return hidden.main, kv
+        models = (self.transformer, self.action_expert)
+        held = (slice(0, plan.num_main), slice(plan.num_main, None))  # each transformer's share of the rows
+        present = [i for i, x in enumerate(tokens) if x is not None]
+        times = {i: models[i].embed_time(sigmas * 1000) for i in present}  # temb, modulation
+        streams = [Stream(models[i].blocks, tokens[i], times[i][1], plan.groups[..., held[i]],
+                          Rope(*(table[held[i]] for table in plan.rope))) for i in present]
+        checkpointing = self.transformer.gradient_checkpointing  # one switch for both transformers
+        if len(streams) == 1:  # one transformer: its blocks' own (compilable) forward
+            s = streams[0]
+            x, kv = run_blocks(s.blocks, s.x, s.modulation, s.groups, s.rope, text, plan.mask, past_kv, checkpointing)
+            xs = [x]
+        else:
+            xs, kv = run_joint_blocks(streams, text, plan.mask, past_kv, checkpointing)
+        hidden = [None, None]
+        for i, x, s in zip(present, xs, streams, strict=True):
+            hidden[i] = models[i].output_norm(x, times[i][0], s.groups)
+        return Tokens(*hidden), kv
 
     def _video_velocity(self, hidden: Tensor) -> Tensor:
         """hidden (B, F'*h*w, D) -> velocity (B, C, F', h, w) of the future latents."""
@@ -219,7 +281,7 @@ class GigaWorldPolicy(nn.Module):
         sigmas[:, TIME_GROUP["future"]] = sigma_video
 
         latents = self._latents(inputs, with_video)
-        tokens = [self._prefix_tokens(inputs, latents[:, :, :1])]
+        prefix, action_tokens, video_tokens = self._prefix_tokens(inputs, latents[:, :, :1]), None, None
 
         if with_actions:
             noise = torch.randn(inputs.actions.shape, generator=generator).to(device, self.dtype)
@@ -232,18 +294,19 @@ class GigaWorldPolicy(nn.Module):
             noisy_actions = flow.add_noise(inputs.actions, noise, sigma_action)
             if committed is not None:  # a committed prefix is clean context, as when it is executed
                 noisy_actions = torch.where(committed[..., None], inputs.actions, noisy_actions)
-            tokens.append(self.action_encoder(noisy_actions, inputs.embodiment))
+            action_tokens = self.action_encoder(noisy_actions, inputs.embodiment)
         if with_video:
-            tokens.append(self.transformer.patchify(flow.add_noise(future, video_noise, sigma_video)))
+            video_tokens = self.transformer.patchify(flow.add_noise(future, video_noise, sigma_video))
 
         layout = self._layout(inputs, cfg.chunk_size if with_actions else 0, latents.shape[2] - 1)
-        hidden, _ = self._transform(torch.cat(tokens, 1), self._plan(layout, slice(0, layout.num_tokens), committed),
-                                    sigmas, self._text(inputs))
+        everything = slice(0, layout.num_tokens)
+        hidden, _ = self._transform(self._tokens(prefix, action_tokens, video_tokens),
+                                    self._plan(layout, everything, committed), sigmas, self._text(inputs))
 
-        zero = hidden.new_zeros(())
+        zero = prefix.new_zeros(())
         loss_action = loss_video = zero
         if with_actions:
-            velocity = self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment)
+            velocity = self.action_decoder(self._block_hidden(hidden, layout, everything, "action"), inputs.embodiment)
             learned = ~inputs.action_is_pad & ~given[:, None]
             if committed is not None:
                 learned &= ~committed
@@ -251,7 +314,7 @@ class GigaWorldPolicy(nn.Module):
             error = (velocity.float() - flow.velocity_target(inputs.actions, noise).float()) ** 2
             loss_action = (error * valid).sum() / valid.sum().clamp(min=1)
         if with_video:
-            velocity = self._video_velocity(hidden[:, layout.span("future")])
+            velocity = self._video_velocity(self._block_hidden(hidden, layout, everything, "future"))
             error = ((velocity.float() - flow.velocity_target(future, video_noise).float()) ** 2).mean(dim=(1, 3, 4))
             k = self.config.codec.temporal_factor
             valid = ~inputs.future_is_pad.unflatten(1, (-1, k)).all(dim=-1)  # a latent frame of only padding
@@ -282,39 +345,37 @@ class GigaWorldPolicy(nn.Module):
 
     def _denoise_last_block(
         self,
-        context: Tensor,
+        context: Tokens,
         layout: TokenLayout,
         block: str,
         noise: Tensor,
-        embed: Callable[[Tensor], Tensor],
+        embed: Callable[[Tensor], Tokens],
         head: Callable[[Tensor], Tensor],
         text: TextContext,
         num_steps: int,
         use_cache: bool,
         committed: Tensor | None = None,
     ) -> Tensor:
-        """Denoise `block`, the last block of `layout`, given the clean tokens before it (B, P, D); `committed`
-        (B, H) marks action steps that are clean already (`head` must give them zero velocity).
+        """Denoise `block`, the last block of `layout`, given the clean tokens before it; `committed` (B, H) marks
+        action steps that are clean already (`head` must give them zero velocity).
 
         With the cache the clean context runs through the blocks once and only `block`'s tokens run at
         each step; without it the whole sequence runs at each step. Both give the same result."""
         rows = layout.span(block)
-        b = context.shape[0]
-        clean = torch.zeros(b, NUM_TIME_GROUPS, device=self.device)
+        clean = torch.zeros(len(noise), NUM_TIME_GROUPS, device=self.device)
         if use_cache:
             _, cache = self._transform(context, self._plan(layout, slice(0, rows.start)), clean, text)
-            plan = self._plan(layout, rows, committed)
+            run = rows
         else:
-            cache, plan = None, self._plan(layout, slice(0, rows.stop), committed)
+            cache, run = None, slice(0, rows.stop)
+        plan = self._plan(layout, run, committed)
 
         def velocity(x: list[Tensor], sigma: Tensor) -> list[Tensor]:
             sigmas = clean.clone()
             sigmas[:, TIME_GROUP[block]] = sigma
-            tokens = embed(x[0])
-            if not use_cache:
-                tokens = torch.cat([context, tokens], dim=1)
+            tokens = embed(x[0]) if use_cache else context.then(embed(x[0]))
             hidden, _ = self._transform(tokens, plan, sigmas, text, cache)
-            return [head(hidden[:, rows.start - rows.stop :])]  # the block's own (last) tokens
+            return [head(self._block_hidden(hidden, layout, run, block))]
 
         return self._euler([noise], num_steps, velocity)[0]
 
@@ -373,8 +434,8 @@ class GigaWorldPolicy(nn.Module):
                 inputs.batch_size, -1)
         free = 1.0 if committed is None else (~committed)[..., None]  # committed steps do not move
         actions = self._denoise_last_block(
-            self._prefix_tokens(inputs, observation), layout, "action", start,
-            embed=lambda x: self.action_encoder(x.to(self.dtype), inputs.embodiment),
+            self._tokens(self._prefix_tokens(inputs, observation)), layout, "action", start,
+            embed=lambda x: self._tokens(actions=self.action_encoder(x.to(self.dtype), inputs.embodiment)),
             head=lambda h: self.action_decoder(h, inputs.embodiment) * inputs.action_dim_mask[:, None] * free,
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
             committed=committed,
@@ -399,7 +460,7 @@ class GigaWorldPolicy(nn.Module):
         """Compile each transformer block with torch.compile (regional compilation: the blocks share one
         graph, so compiling is quick). Shapes differ between the prefix pass and the denoising steps; each is
         compiled once. kwargs go to torch.compile (e.g. mode="max-autotune")."""
-        for block in self.transformer.blocks:
+        for block in [*self.transformer.blocks, *(self.action_expert.blocks if self.action_expert else ())]:
             block.compile(dynamic=False, **kwargs)
         return self
 
@@ -418,12 +479,11 @@ class GigaWorldPolicy(nn.Module):
         inputs = self.prepare({**batch, "actions": actions})
         observation = self._latents(inputs, with_future=False)
         layout = self._layout(inputs, self.config.chunk_size, self.config.num_future_latent_frames)
-        context = torch.cat(
-            [self._prefix_tokens(inputs, observation), self.action_encoder(inputs.actions, inputs.embodiment)], 1
-        )
+        context = self._tokens(self._prefix_tokens(inputs, observation),
+                               self.action_encoder(inputs.actions, inputs.embodiment))
         future = self._denoise_last_block(
             context, layout, "future", self._video_noise(inputs, noise, generator),
-            embed=lambda x: self.transformer.patchify(x.to(self.dtype)), head=self._video_velocity,
+            embed=lambda x: self._tokens(future=self.transformer.patchify(x.to(self.dtype))), head=self._video_velocity,
             text=self._text(inputs), num_steps=num_steps or self.config.num_inference_steps, use_cache=use_cache,
         )
         return self.codec.decode(torch.cat([observation, future.to(observation.dtype)], dim=2))[:, 1:]
@@ -443,7 +503,8 @@ class GigaWorldPolicy(nn.Module):
         observation = self._latents(inputs, with_future=False)
         num_frames = self.config.num_future_latent_frames
         layout = self._layout(inputs, self.config.chunk_size, num_frames)
-        plan = self._plan(layout, slice(0, layout.num_tokens))
+        everything = slice(0, layout.num_tokens)
+        plan = self._plan(layout, everything)
         prefix, text = self._prefix_tokens(inputs, observation), self._text(inputs)
         action_mask = inputs.action_dim_mask[:, None]
 
@@ -451,12 +512,13 @@ class GigaWorldPolicy(nn.Module):
             sigmas = torch.zeros(inputs.batch_size, NUM_TIME_GROUPS, device=self.device)
             sigmas[:, TIME_GROUP["action"]] = sigma
             sigmas[:, TIME_GROUP["future"]] = sigma
-            tokens = [prefix, self.action_encoder(x[0].to(self.dtype), inputs.embodiment),
-                      self.transformer.patchify(x[1].to(self.dtype))]
-            hidden, _ = self._transform(torch.cat(tokens, 1), plan, sigmas, text)
+            tokens = self._tokens(prefix, self.action_encoder(x[0].to(self.dtype), inputs.embodiment),
+                                  self.transformer.patchify(x[1].to(self.dtype)))
+            hidden, _ = self._transform(tokens, plan, sigmas, text)
             return [
-                self.action_decoder(hidden[:, layout.span("action")], inputs.embodiment) * action_mask,
-                self._video_velocity(hidden[:, layout.span("future")]),
+                self.action_decoder(self._block_hidden(hidden, layout, everything, "action"), inputs.embodiment)
+                * action_mask,
+                self._video_velocity(self._block_hidden(hidden, layout, everything, "future")),
             ]
 
         start = [self._action_noise(inputs, action_noise, generator), self._video_noise(inputs, video_noise, generator)]
@@ -513,8 +575,8 @@ class GigaWorldPolicy(nn.Module):
     @classmethod
     def from_wan(cls, transformer_dir: str | os.PathLike, config: PolicyConfig | None = None) -> GigaWorldPolicy:
         """A policy whose transformer starts from Wan2.2 weights in diffusers' format (e.g. the `transformer`
-        folder of Wan2.2-TI2V-5B-Diffusers); only the state/action heads start fresh. With `config=None` the
-        transformer dimensions come from the folder and everything else from the `gwp0` preset."""
+        folder of Wan2.2-TI2V-5B-Diffusers); only the state/action heads (and an action expert) start fresh. With
+        `config=None` the transformer dimensions come from the folder and everything else from the `gwp0` preset."""
         from .wan_weights import load_into, load_wan_state_dict, read_wan_config
 
         wan = read_wan_config(transformer_dir)

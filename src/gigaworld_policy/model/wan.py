@@ -28,6 +28,17 @@ KV = tuple[Tensor, Tensor]  # keys, values: each (B, heads, N, head_dim)
 ATTENTION_BACKENDS = ("sdpa", "flex")
 
 
+def attention(q: Tensor, kv: KV, mask) -> Tensor:
+    """q (B, heads, Nq, hd), kv over Nk keys -> (B, Nq, heads * hd), before any output projection. mask: None (all
+    keys), a bool tensor broadcastable to (B, heads, Nq, Nk) for SDPA, or a flex-attention BlockMask."""
+    if isinstance(mask, BlockMask):
+        flex = _compiled_flex_attention() if q.is_cuda else flex_attention
+        out = flex(q, kv[0], kv[1], block_mask=mask)
+    else:
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+    return out.transpose(1, 2).flatten(2).type_as(q)
+
+
 def select_groups(per_group: Tensor, groups: Tensor) -> Tensor:
     """per_group (B, G, ...) -> per token (B, N, ...); groups (N,) shared by the batch, or (B, N) per sample
     (tokens whose flow time differs between samples, e.g. a committed action prefix of varying length)."""
@@ -82,12 +93,16 @@ class TextProjection(nn.Module):
 
 
 class ConditionEmbedder(nn.Module):
-    def __init__(self, dim: int, freq_dim: int, text_dim: int):
+    """Flow-time embedding and modulation; text projection unless text_dim is None (a transformer that reads
+    another's text keys/values, as the action expert)."""
+
+    def __init__(self, dim: int, freq_dim: int, text_dim: int | None):
         super().__init__()
         self.freq_dim = freq_dim
         self.time_embedder = TimestepEmbedding(freq_dim, dim)
         self.time_proj = nn.Linear(dim, 6 * dim)
-        self.text_embedder = TextProjection(text_dim, dim)
+        if text_dim is not None:
+            self.text_embedder = TextProjection(text_dim, dim)
 
     def embed_time(self, timesteps: Tensor) -> tuple[Tensor, Tensor]:
         """timesteps (B, G) -> temb (B, G, D), block modulation (B, G, 6, D)."""
@@ -118,17 +133,24 @@ class FeedForward(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention with RMS-normalised queries/keys (normalised across all heads, as Wan)."""
+    """Multi-head attention with RMS-normalised queries/keys (normalised across all heads, as Wan).
 
-    def __init__(self, dim: int, heads: int, eps: float):
+    Tokens are `dim` wide; queries, keys and values `inner_dim` = heads x head_dim (default: dim). A narrower
+    transformer with Wan's inner_dim can attend jointly with Wan's tokens (the action expert). with_kv=False: queries
+    only, for a cross-attention that reads keys/values another transformer's weights computed."""
+
+    def __init__(self, dim: int, heads: int, eps: float, inner_dim: int | None = None, with_kv: bool = True):
         super().__init__()
+        inner_dim = inner_dim or dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.to_q = nn.Linear(dim, inner_dim)
+        if with_kv:
+            self.to_k = nn.Linear(dim, inner_dim)
+            self.to_v = nn.Linear(dim, inner_dim)
+        self.to_out = nn.ModuleList([nn.Linear(inner_dim, dim)])
+        self.norm_q = nn.RMSNorm(inner_dim, eps=eps)
+        if with_kv:
+            self.norm_k = nn.RMSNorm(inner_dim, eps=eps)
 
     def _split(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, D) -> (B, heads, N, head_dim)
@@ -143,14 +165,8 @@ class Attention(nn.Module):
         return (apply_rope(k, *rope) if rope is not None else k), v
 
     def attend(self, q: Tensor, kv: KV, mask) -> Tensor:
-        """q (B, heads, Nq, hd), kv over Nk keys -> (B, Nq, D). mask: None (all keys), a bool tensor
-        broadcastable to (B, heads, Nq, Nk) for SDPA, or a flex-attention BlockMask."""
-        if isinstance(mask, BlockMask):
-            flex = _compiled_flex_attention() if q.is_cuda else flex_attention
-            out = flex(q, kv[0], kv[1], block_mask=mask)
-        else:
-            out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
-        return self.to_out[0](out.transpose(1, 2).flatten(2).type_as(q))
+        """q (B, heads, Nq, hd), kv over Nk keys -> (B, Nq, dim); mask as `attention`'s."""
+        return self.to_out[0](attention(q, kv, mask))
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -163,13 +179,17 @@ class FP32LayerNorm(nn.LayerNorm):
 
 
 class TransformerBlock(nn.Module):
-    """norm -> modulated self-attention -> cross-attention to text -> modulated feed-forward."""
+    """norm -> modulated self-attention -> cross-attention to text -> modulated feed-forward.
 
-    def __init__(self, dim: int, ffn_dim: int, heads: int, cross_attn_norm: bool, eps: float):
+    attention_dim (default dim) and text_kv=False make the action expert's block: `dim` wide tokens attending in
+    Wan's head space, reading the text keys/values of Wan's block of the same depth."""
+
+    def __init__(self, dim: int, ffn_dim: int, heads: int, cross_attn_norm: bool, eps: float,
+                 attention_dim: int | None = None, text_kv: bool = True):
         super().__init__()
         self.eps = eps
-        self.attn1 = Attention(dim, heads, eps)
-        self.attn2 = Attention(dim, heads, eps)
+        self.attn1 = Attention(dim, heads, eps, attention_dim)
+        self.attn2 = Attention(dim, heads, eps, attention_dim, with_kv=text_kv)
         self.norm2 = FP32LayerNorm(dim, eps) if cross_attn_norm else nn.Identity()
         self.ffn = FeedForward(dim, ffn_dim)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
@@ -191,21 +211,66 @@ class TransformerBlock(nn.Module):
         """x (B, N, D); modulation (B, G, 6, D); groups (N,) or, per sample, (B, N) maps tokens to G; self_mask
         (N, P + N) where P is the number of cached prefix tokens in past_kv. Returns the new x and this block's own
         keys/values (B, heads, N, hd), which are the prefix cache when x is the clean prefix."""
-        mod = select_groups(self.scale_shift_table.unsqueeze(0) + modulation.float(), groups)
-        shift, scale, gate, c_shift, c_scale, c_gate = mod.unbind(2)
+        mod = self.modulation(modulation, groups)
+        q, kv = self.self_attention_inputs(x, mod, rope)
+        return self.finish(x, attention(q, with_past(past_kv, kv), self_mask), mod, text_kv, text_mask), kv
 
-        h = (self._layer_norm(x) * (1 + scale) + shift).type_as(x)
-        q = self.attn1.project_query(h, rope)
-        kv = self.attn1.project_kv(h, rope)
-        keys = kv if past_kv is None else (torch.cat([past_kv[0], kv[0]], 2), torch.cat([past_kv[1], kv[1]], 2))
-        x = (x.float() + self.attn1.attend(q, keys, self_mask) * gate).type_as(x)
+    # `forward` in pieces around its self-attention, so that the tokens of several transformers can share one.
+    def modulation(self, modulation: Tensor, groups: Tensor) -> Tensor:
+        """modulation (B, G, 6, D) -> per token (B, N, 6, D): shift, scale, gate; cross shift, scale, gate."""
+        return select_groups(self.scale_shift_table.unsqueeze(0) + modulation.float(), groups)
+
+    def self_attention_inputs(self, x: Tensor, mod: Tensor, rope: Rope) -> tuple[Tensor, KV]:
+        """x (B, N, D), mod (B, N, 6, D) -> queries and keys/values (B, heads, N, hd)."""
+        h = (self._layer_norm(x) * (1 + mod[:, :, 1]) + mod[:, :, 0]).type_as(x)
+        return self.attn1.project_query(h, rope), self.attn1.project_kv(h, rope)
+
+    def finish(self, x: Tensor, attended: Tensor, mod: Tensor, text_kv: KV, text_mask: Tensor | None) -> Tensor:
+        """x (B, N, D) and its self-attention result (B, N, heads * hd) -> the block's output (B, N, D)."""
+        _, _, gate, c_shift, c_scale, c_gate = mod.unbind(2)
+        x = (x.float() + self.attn1.to_out[0](attended) * gate).type_as(x)
 
         h = self.norm2(x)
         x = x + self.attn2.attend(self.attn2.project_query(h, None), text_kv, text_mask)
 
         h = (self._layer_norm(x) * (1 + c_scale) + c_shift).type_as(x)
-        x = (x.float() + self.ffn(h).float() * c_gate).type_as(x)
-        return x, kv
+        return (x.float() + self.ffn(h).float() * c_gate).type_as(x)
+
+
+def with_past(past_kv: KV | None, kv: KV) -> KV:
+    """Cached prefix keys/values (B, heads, P, hd), if any, followed by the new ones (B, heads, N, hd)."""
+    return kv if past_kv is None else (torch.cat([past_kv[0], kv[0]], 2), torch.cat([past_kv[1], kv[1]], 2))
+
+
+def run_blocks(
+    blocks: nn.ModuleList,
+    x: Tensor,
+    modulation: Tensor,
+    groups: Tensor,
+    rope: Rope,
+    text: TextContext,
+    self_mask: Tensor | None,
+    past_kv: list[KV] | None = None,
+    checkpointing: bool = False,
+) -> tuple[Tensor, list[KV]]:
+    """`blocks` over x (B, N, D) in turn; see `WanTransformer.run_blocks`. checkpointing: recompute each block's
+    activations in backward (when gradients are on)."""
+    new_kv = []
+    for i, block in enumerate(blocks):
+        past = None if past_kv is None else past_kv[i]
+        args = (x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
+        if checkpointing and torch.is_grad_enabled():
+            x, kv = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        else:
+            x, kv = block(*args)
+        new_kv.append(kv)
+    return x, new_kv
+
+
+def modulated_norm(x: Tensor, table: Tensor, temb: Tensor, groups: Tensor, eps: float) -> Tensor:
+    """Final modulated layer norm: x (B, N, D), table (1, 2, D) learned shift/scale offsets, temb (B, G, D)."""
+    shift, scale = select_groups(table.unsqueeze(0) + temb.unsqueeze(2), groups).unbind(2)
+    return (F.layer_norm(x.float(), x.shape[-1:], eps=eps) * (1 + scale) + shift).type_as(x)
 
 
 class WanTransformer(nn.Module):
@@ -300,22 +365,12 @@ class WanTransformer(nn.Module):
     ) -> tuple[Tensor, list[KV]]:
         """All blocks over x (B, N, D). With past_kv (one per layer, P tokens each) x attends to the cached
         prefix too and self_mask is (N, P + N). Returns hidden states and each layer's keys/values of x."""
-        new_kv = []
-        for i, block in enumerate(self.blocks):
-            past = None if past_kv is None else past_kv[i]
-            args = (x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                x, kv = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
-            else:
-                x, kv = block(*args)
-            new_kv.append(kv)
-        return x, new_kv
+        return run_blocks(self.blocks, x, modulation, groups, rope, text, self_mask, past_kv,
+                          self.gradient_checkpointing)
 
     def output_norm(self, x: Tensor, temb: Tensor, groups: Tensor) -> Tensor:
         """Final modulated layer norm: x (B, N, D), temb (B, G, D) -> (B, N, D), before any output head."""
-        shift, scale = select_groups(self.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2), groups).unbind(2)
-        eps = self.config.eps
-        return (F.layer_norm(x.float(), x.shape[-1:], eps=eps) * (1 + scale) + shift).type_as(x)
+        return modulated_norm(x, self.scale_shift_table, temb, groups, self.config.eps)
 
     # ---- diffusers-compatible video forward ----------------------------------------------------------
     def forward(self, hidden_states: Tensor, timestep: Tensor, encoder_hidden_states: Tensor) -> Tensor:
