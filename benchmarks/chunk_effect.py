@@ -25,27 +25,23 @@ import torch
 
 from gigaworld_policy.data.composite import composite, default_layout, to_model_range
 from gigaworld_policy.envs.base import episode_seed
-from gigaworld_policy.envs.metaworld import (
-    MOTION_DIMS,
-    ActionNoise,
-    MetaWorldEnv,
-    collection_settings,
-    noisy_expert_action,
-)
+from gigaworld_policy.envs.metaworld import MOTION_DIMS, ActionNoise, MetaWorldEnv, noisy_expert_action
+from gigaworld_policy.envs.recording import Recording, read_recording
+from gigaworld_policy.envs.registry import make_env, settings_to_dict
 from gigaworld_policy.studies.report import chunk_effect_section, write_section
 from gigaworld_policy.studies.results import HELDOUT_DEMOS, RESULT
 
 OTHER_NOISE_SEED = 7_000_000  # offset of the second noise draw's seed from the episode's
 
 
-def recording_setup(study: Path) -> tuple[dict, dict]:
-    """(the held-out demonstrations' recording settings, one run's stored setup) of a learning study."""
+def recording_setup(study: Path) -> tuple[Recording, dict]:
+    """(how the held-out demonstrations were recorded, one run's stored setup) of a learning study."""
     heldout = study / HELDOUT_DEMOS
     results = sorted((study / "runs").glob(f"*/{RESULT}"))
     if not (heldout / "meta").is_dir() or not results:
         raise SystemExit(f"{study} is not a learning study with a finished run: expected {heldout} and "
                          f"{study / 'runs'}/<run>/result.json")
-    return collection_settings(heldout), json.loads(results[0].read_text())["setup"]
+    return read_recording(heldout), json.loads(results[0].read_text())["setup"]
 
 
 class Frames:
@@ -71,11 +67,12 @@ def physics_state(env: MetaWorldEnv) -> np.ndarray:
     return np.concatenate([env.env.data.qpos, env.env.data.qvel])
 
 
-def episode_effect(env: MetaWorldEnv, frames: Frames, seed: int, recording: dict, offsets: list[int],
+def episode_effect(env: MetaWorldEnv, frames: Frames, seed: int, offsets: list[int],
                    every: int) -> tuple[list[float], list[float]]:
     """Per sampled frame t of one episode: (half the MSE between the futures of two chunks, the MSE of repeating
-    frame t), over the future frames t + offsets, for the frames t whose futures all lie inside the episode."""
-    std, correlation = recording["action_noise"], recording["action_noise_correlation"]
+    frame t), over the future frames t + offsets, for the frames t whose futures all lie inside the episode. The
+    noise is the env's settings' action noise, as the demonstrations were recorded."""
+    std, correlation = env.settings.action_noise, env.settings.action_noise_correlation
     noise = ActionNoise(std, correlation, MOTION_DIMS).start(seed)
     env.reset(seed)
     actions, images, states, done = [], [frames(env)], [physics_state(env)], False
@@ -118,16 +115,14 @@ def main() -> None:
     recording, setup = recording_setup(study)
     policy = setup["policy"]
     offsets = [policy["future_stride"] * k for k in range(1, policy["num_future_frames"] + 1)]
-    cameras = recording["cameras"]
+    cameras = list(recording.settings.cameras)
     frames = Frames(cameras, setup.get("layout") or default_layout(len(cameras)), tuple(policy["image_size"]))
     rows = {}
-    for number, task in enumerate(recording["tasks"]):
-        env = MetaWorldEnv(task, tuple(cameras), tuple(recording["image_size"]), recording["max_steps"],
-                           recording["goal_marker_radius"], recording["observe_goal"])
+    for number, task in enumerate(recording.tasks):
+        env = make_env(recording.settings, task, recording.max_steps)
         halves, static = [], []
         for attempt in range(args.episodes):  # the held-out demonstrations' first attempts
-            more = episode_effect(env, frames, episode_seed(recording["seed"], number, attempt), recording,
-                                  offsets, args.every)
+            more = episode_effect(env, frames, episode_seed(recording.seed, number, attempt), offsets, args.every)
             halves += more[0]
             static += more[1]
         env.close()
@@ -140,7 +135,7 @@ def main() -> None:
     name = args.name or study.name
     command = "python benchmarks/chunk_effect.py " + " ".join(sys.argv[1:])
     write_section(Path(args.docs) / "RESULTS.md", "chunk-effect", name,
-                  chunk_effect_section(name, rows, command, recording, offsets))
+                  chunk_effect_section(name, rows, command, settings_to_dict(recording.settings), offsets))
     print(f"wrote the section chunk-effect-{name} of {Path(args.docs) / 'RESULTS.md'}")
 
 

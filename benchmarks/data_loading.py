@@ -18,7 +18,8 @@ from training_throughput import measure as measure_training
 
 from gigaworld_policy import PolicyConfig
 from gigaworld_policy.data import LeRobotDataset, PolicyDataset
-from gigaworld_policy.envs.metaworld import collect
+from gigaworld_policy.envs.metaworld import MetaWorldSettings
+from gigaworld_policy.envs.recording import collect
 
 
 def loader_rate(dataset, batch_size: int, workers: int, batches: int) -> float:
@@ -43,7 +44,8 @@ def main() -> None:
     config = PolicyConfig.preset("small")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "metaworld"
-        collect(["reach-v3", "drawer-open-v3"], args.episodes, str(root), image_size=(96, 96), progress=False)
+        collect(MetaWorldSettings(image_size=(96, 96)), ["reach-v3", "drawer-open-v3"], args.episodes, root,
+                progress=False)
         dataset = PolicyDataset(LeRobotDataset(root), config)
         rows = [(f"DataLoader, {w} worker(s)", loader_rate(dataset, args.batch_size, w, args.batches)) for w in (1, 2)]
     train = measure_training("small", args.batch_size, args.train_steps, threads=1)["samples_per_s"]

@@ -13,8 +13,10 @@ import argparse
 import numpy as np
 import torch
 
-from gigaworld_policy.envs.metaworld import MetaWorldEnv
-from gigaworld_policy.evaluate import rollout
+from gigaworld_policy.envs.metaworld import MetaWorldEnv, MetaWorldSettings
+from gigaworld_policy.envs.recording import read_recording
+from gigaworld_policy.envs.registry import make_env
+from gigaworld_policy.evaluate import env_maker, rollout
 from gigaworld_policy.inference import Predictor
 
 # Where, in Meta-World's 39-dim observation, the thing that must reach the goal is.
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--execute-steps", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--dataset", default=None,
+                        help="the policy's demonstrations: roll out in the settings they were recorded with")
     parser.add_argument("--goal-marker-radius", type=float, default=None, help="as the demonstrations were recorded")
     parser.add_argument("--observe-goal", action="store_true", help="the goal's xyz in the state, as recorded")
     args = parser.parse_args()
@@ -72,13 +76,19 @@ def main() -> None:
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint)
         cameras, image_size = tuple(predictor.cameras), predictor.camera_sizes[0]
+    if args.dataset:
+        settings = read_recording(args.dataset).settings
+    else:
+        settings = MetaWorldSettings(cameras=cameras, image_size=image_size, goal_marker_radius=args.goal_marker_radius,
+                                     observe_goal=args.observe_goal)
     print(f"{args.checkpoint or 'scripted expert'}, {args.episodes} episodes per task from seed {args.seed}, "
-          f"goal marker radius {args.goal_marker_radius or 'Meta-World default'}, goal in the state: "
-          f"{args.observe_goal}\n")
+          f"goal marker radius {settings.goal_marker_radius or 'Meta-World default'}, goal in the state: "
+          f"{settings.observe_goal}\n")
     print("| task | moved | successes | final distance to goal (m) | slope x, y, z | correlation x, y, z |")
     print("|---|---|---|---|---|---|")
     for task in tasks:
-        env = MetaWorldEnv(task, cameras, image_size, args.max_steps, args.goal_marker_radius, args.observe_goal)
+        env = (make_env(settings, task, args.max_steps) if predictor is None
+               else env_maker(predictor, settings, args.max_steps)(task))
         moved, where = MOVED[task]
         goals, finals, successes = [], [], 0
         for episode in range(args.episodes):

@@ -52,16 +52,9 @@ import torch
 from gigaworld_policy.atomic import exit_cleanly_on_sigterm, write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import (
-    MOTION_DIMS,
-    MT10,
-    ActionNoise,
-    MetaWorldEnv,
-    collect,
-    collection_settings,
-    instruction,
-)
-from gigaworld_policy.evaluate import closed_loop, open_loop_dataset
+from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings, instruction
+from gigaworld_policy.envs.recording import collect, read_recording
+from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.studies.report import StudySettings, write_learning
 from gigaworld_policy.studies.results import (
@@ -84,25 +77,26 @@ HELDOUT_SEED = 9000  # of the held-out demonstrations (results.HELDOUT_EPISODES 
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
 
 
+def env_settings(args) -> MetaWorldSettings:
+    """The Meta-World settings every demonstration of the study is recorded with and every policy evaluated in."""
+    return MetaWorldSettings(image_size=tuple(args.camera_size), goal_marker_radius=args.goal_marker_radius,
+                             observe_goal=args.observe_goal, action_noise=args.action_noise,
+                             action_noise_correlation=args.action_noise_correlation)
+
+
 def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, args) -> None:
     """Record `episodes` expert demonstrations per task into folder, unless it already holds exactly those."""
-    camera_size = tuple(args.camera_size)
+    settings = env_settings(args)
     if not (folder / "meta" / "info.json").exists():
-        collect(list(tasks), episodes, str(folder), image_size=camera_size, seed=seed,
-                goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal,
-                action_noise=args.action_noise, action_noise_correlation=args.action_noise_correlation)
+        collect(settings, list(tasks), episodes, folder, seed=seed)
         return
     found = LeRobotDataset(folder)
-    sizes = {tuple(found.features[key]["shape"][:2]) for key in found.camera_keys}
-    recorded = collection_settings(folder)
-    keys = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
-    settings_found = tuple(recorded[key] for key in keys)
-    wanted = tuple(getattr(args, key) for key in keys)
+    recorded = read_recording(folder).settings
     if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
-            or sizes != {camera_size} or settings_found != wanted):
-        raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks at "
-                         f"{sorted(sizes)} pixels ({', '.join(keys)}: {settings_found}), not {episodes} of each of "
-                         f"{', '.join(tasks)} at {camera_size} ({wanted}): use another --out or delete it")
+            or recorded != settings):
+        raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks recorded "
+                         f"with {recorded}, not {episodes} of each of {', '.join(tasks)} with {settings}: use another "
+                         "--out or delete it")
 
 
 def policy_config(args) -> PolicyConfig | None:
@@ -162,15 +156,12 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
     return checkpoint, int(checkpoint.name), resumed
 
 
-def evaluate_checkpoint(checkpoint: Path, args, temperature: float = 1.0) -> dict:
+def evaluate_checkpoint(checkpoint: Path, settings: MetaWorldSettings, tasks: list[str], episodes: int,
+                        execute_steps: int, episode_steps: int, temperature: float = 1.0) -> dict:
+    """Closed loop on the study's held-out seeds (from 1000) in the environment of `settings`, as demonstrated."""
     predictor = Predictor.from_checkpoint(checkpoint, temperature=temperature)
-
-    def make_env(task):
-        return MetaWorldEnv(task, tuple(predictor.cameras), tuple(args.camera_size), args.episode_steps,
-                            args.goal_marker_radius, args.observe_goal)
-
-    return closed_loop(predictor, make_env, list(args.task_list), args.eval_episodes, seed=1000,
-                       execute_steps=args.execute_steps, progress=False)
+    return closed_loop(predictor, env_maker(predictor, settings, episode_steps), list(tasks), episodes, seed=1000,
+                       execute_steps=execute_steps, progress=False)
 
 
 def open_loop_heldout(checkpoint: Path, heldout: Path, temperature: float = 1.0) -> dict:
@@ -205,7 +196,8 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     started = time.monotonic()
     checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
     train_minutes = (time.monotonic() - started) / 60
-    report = evaluate_checkpoint(checkpoint, args)
+    report = evaluate_checkpoint(checkpoint, env_settings(args), args.task_list, args.eval_episodes,
+                                 args.execute_steps, args.episode_steps)
     result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
               "train_minutes": train_minutes,
               "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
@@ -308,7 +300,7 @@ def parse_args() -> argparse.Namespace:
     if args.clean_action_prob is not None and not 0 < args.clean_action_prob < 1:
         parser.error("--clean-action-prob must lie between 0 and 1")
     try:
-        ActionNoise(args.action_noise, args.action_noise_correlation, MOTION_DIMS)
+        env_settings(args)
     except ValueError as error:
         parser.error(str(error))
     if not args.steps and not args.train_minutes:

@@ -4,14 +4,14 @@ Flow matching samples the whole action distribution of the demonstrations, inclu
 predict (a teleoperator's jitter, or the noise injected into an expert), and the robot then executes that spread
 too. A temperature below 1 starts the Euler integration from smaller noise; 0 decodes one chunk deterministically.
 For every finished run of a learning study (benchmarks/learning.py: OUT/runs/<variant>-seed<k>/result.json), this
-evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds and
-settings (read from the run's result), and its open-loop action error on the study's held-out demonstrations, and
-writes the section temperature-<name> of docs/RESULTS.md: success per variant and temperature (mean over training
-seeds, and per task pooled over them), each temperature against 1 with all episodes pooled, the held-out action
-error, and at each temperature the variants with the video loss against those without. Temperature 1 is evaluated
-again as well: both evaluations are seeded, so they must reproduce the study's own figures, and the section says
-whether they did. Each evaluation is kept in OUT/runs/<run>/temperature/<t>.json, so an interrupted benchmark
-resumes and runs can be split over processes (`--variants`).
+evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds (the run's
+result says which) in the environment its demonstrations recorded, and its open-loop action error on the study's
+held-out demonstrations, and writes the section temperature-<name> of docs/RESULTS.md: success per variant and
+temperature (mean over training seeds, and per task pooled over them), each temperature against 1 with all episodes
+pooled, the held-out action error, and at each temperature the variants with the video loss against those without.
+Temperature 1 is evaluated again as well: both evaluations are seeded, so they must reproduce the study's own
+figures, and the section says whether they did. Each evaluation is kept in OUT/runs/<run>/temperature/<t>.json, so
+an interrupted benchmark resumes and runs can be split over processes (`--variants`).
 
     python benchmarks/temperature.py --study outputs/learning/mt10-goal-state-5demos-noisy --temperatures 1,0.5,0
 """
@@ -20,19 +20,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from learning import evaluate_checkpoint, open_loop_heldout
 
 from gigaworld_policy.atomic import write_text_atomically
+from gigaworld_policy.envs.recording import read_recording
 from gigaworld_policy.model.policy import check_temperature
 from gigaworld_policy.studies.report import temperature_section, write_section
-from gigaworld_policy.studies.results import HELDOUT_DEMOS, SETUP_DEFAULTS, final_checkpoint, finished_runs
-
-# The settings of the study's closed-loop evaluation, as stored in each run's result.
-EVAL_KEYS = ("task_list", "eval_episodes", "execute_steps", "episode_steps", "camera_size", "goal_marker_radius",
-             "observe_goal")
+from gigaworld_policy.studies.results import HELDOUT_DEMOS, final_checkpoint, finished_runs
 
 
 def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
@@ -41,10 +37,13 @@ def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
     cached = run / "temperature" / f"{temperature:g}.json"
     kept = json.loads(cached.read_text()) if cached.exists() else {}
     checkpoint = final_checkpoint(run, result["variant"])
+    study = run.parent.parent  # OUT of OUT/runs/<run>
     if "tasks" not in kept:
         setup = result["setup"]
-        settings = SimpleNamespace(**{key: setup.get(key, SETUP_DEFAULTS.get(key)) for key in EVAL_KEYS})
-        report = evaluate_checkpoint(checkpoint, settings, temperature)
+        # in the environment the study's demonstrations were recorded in (its held-out ones, recorded alike)
+        settings = read_recording(study / HELDOUT_DEMOS).settings
+        report = evaluate_checkpoint(checkpoint, settings, setup["task_list"], setup["eval_episodes"],
+                                     setup["execute_steps"], setup["episode_steps"], temperature)
         kept = {"variant": result["variant"], "seed": result["seed"], "temperature": temperature,
                 "average_success_rate": report["average_success_rate"],
                 "tasks": {task: {"successes": row["successes"], "episodes": row["episodes"]}
@@ -53,7 +52,6 @@ def evaluate_at(run: Path, result: dict, temperature: float) -> dict:
         print(f"{result['variant']} seed {result['seed']} at temperature {temperature:g}: "
               f"{100 * report['average_success_rate']:.0f}%", flush=True)
     if "heldout_action_mse" not in kept:
-        study = run.parent.parent  # OUT of OUT/runs/<run>
         heldout = open_loop_heldout(checkpoint, study / HELDOUT_DEMOS, temperature)
         kept["heldout_action_mse"] = heldout["action_mse"]
         save(cached, kept)

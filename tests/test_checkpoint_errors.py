@@ -65,7 +65,8 @@ def test_a_damaged_weights_file_is_named_whichever_of_the_two_is_loaded(copy, na
 
 def test_gwp_eval_refuses_a_truncated_model_file_though_it_runs_the_ema(copy):
     truncate(copy / "model.safetensors")
-    message = cli_error(["eval", "--checkpoint", str(copy), "--tasks", "reach-v3", "--out", str(copy / "eval")])
+    message = cli_error(["eval", "metaworld", "--checkpoint", str(copy), "--tasks", "reach-v3", "--out",
+                         str(copy / "eval")])
     assert f"{copy / 'model.safetensors'} is truncated" in message
     assert not (copy / "eval").exists()
 
@@ -104,8 +105,8 @@ def test_weights_of_another_shape_than_the_config_says_are_one_sentence(copy):
 # ---- task names ---------------------------------------------------------------------------------------------------
 def test_gwp_eval_checks_every_task_name_before_it_runs_one(tmp_path):
     out = tmp_path / "eval"
-    message = cli_error(["eval", "--checkpoint", str(tmp_path / "never-read"), "--tasks",
-                         "reach-v3,no-such-task-v3,reach-v2", "--out", str(out)])
+    message = cli_error(["eval", "metaworld", "--checkpoint", str(tmp_path / "never-read"), "--tasks", "reach-v3",
+                         "no-such-task-v3", "reach-v2", "--out", str(out)])
     assert "unknown Meta-World tasks 'no-such-task-v3', 'reach-v2' (did you mean 'reach-v3'?)" in message
     assert not out.exists()  # reach-v3 did not run first
 

@@ -18,9 +18,9 @@ from gigaworld_policy.data import LeRobotDatasetWriter
 
 def _rendering_available() -> bool:
     try:
-        from gigaworld_policy.envs.metaworld import MetaWorldEnv
+        from gigaworld_policy.envs.metaworld import MetaWorldEnv, MetaWorldSettings
 
-        MetaWorldEnv("reach-v3", cameras=("corner",), image_size=(8, 8)).close()
+        MetaWorldEnv("reach-v3", MetaWorldSettings(cameras=("corner",), image_size=(8, 8))).close()
         return True
     except Exception:
         return False
@@ -33,11 +33,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_collect_writes_a_readable_dataset(tmp_path):
-    from gigaworld_policy.envs.metaworld import collect
+def settings(**changes):
+    from gigaworld_policy.envs.metaworld import MetaWorldSettings
 
-    report = collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), cameras=("corner", "gripperPOV"),
-                     image_size=(32, 40), seed=3, progress=False)
+    return MetaWorldSettings(**{"cameras": ("corner",), "image_size": (16, 16), **changes})
+
+
+def test_collect_writes_a_readable_dataset(tmp_path):
+    from gigaworld_policy.envs.recording import collect
+
+    report = collect(settings(cameras=("corner", "gripperPOV"), image_size=(32, 40)), ["reach-v3"], episodes=1,
+                     out=tmp_path / "mw", seed=3, progress=False)
     assert report["reach-v3"]["episodes"] == 1
     root = tmp_path / "mw"
     info = json.loads((root / "meta" / "info.json").read_text())
@@ -54,8 +60,9 @@ def test_collect_writes_a_readable_dataset(tmp_path):
         assert frames[0].shape == (32, 40, 3) and frames[0].std() > 5  # a rendered scene, not a blank frame
     tasks = pq.read_table(root / "meta" / "tasks.parquet").to_pandas()
     assert list(tasks.index) == ["reach the red goal position"]
-    settings = json.loads((root / "meta" / "metaworld_collection.json").read_text())
-    assert settings["seed"] == 3 and settings["image_size"] == [32, 40] and settings["goal_marker_radius"] is None
+    recorded = json.loads((root / "meta" / "environment.json").read_text())
+    assert recorded["env"] == "metaworld" and recorded["seed"] == 3 and recorded["tasks"] == ["reach-v3"]
+    assert recorded["settings"]["image_size"] == [32, 40] and recorded["settings"]["goal_marker_radius"] is None
 
 
 def _goal_pixels(image: np.ndarray) -> int:
@@ -67,8 +74,8 @@ def _goal_pixels(image: np.ndarray) -> int:
 def test_a_larger_goal_marker_shows_the_goal_and_changes_nothing_else():
     from gigaworld_policy.envs.metaworld import MetaWorldEnv
 
-    default = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(64, 64))
-    marked = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(64, 64), goal_marker_radius=0.05)
+    default = MetaWorldEnv("push-v3", settings(image_size=(64, 64)))
+    marked = MetaWorldEnv("push-v3", settings(image_size=(64, 64), goal_marker_radius=0.05))
     seen, shown = default.reset(4), marked.reset(4)
     assert _goal_pixels(shown.images["corner"]) >= 4 * max(1, _goal_pixels(seen.images["corner"]))
     np.testing.assert_array_equal(seen.state, shown.state)  # same layout and robot: only the picture differs
@@ -78,14 +85,12 @@ def test_a_larger_goal_marker_shows_the_goal_and_changes_nothing_else():
         assert default.step(action) == marked.step(action)
     np.testing.assert_array_equal(default.observe().state, marked.observe().state)  # the marker does not collide
     default.close(), marked.close()
-    with pytest.raises(ValueError, match="positive number of metres"):
-        MetaWorldEnv("push-v3", cameras=("corner",), image_size=(8, 8), goal_marker_radius=float("nan"))
 
 
 def test_same_seed_same_layout():
     from gigaworld_policy.envs.metaworld import MetaWorldEnv
 
-    env = MetaWorldEnv("reach-v3", cameras=("corner",), image_size=(16, 16))
+    env = MetaWorldEnv("reach-v3", settings())
     first = env.reset(7).images["corner"]
     goal = env.goal
     env.reset(8)
@@ -96,10 +101,11 @@ def test_same_seed_same_layout():
 
 
 def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
-    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect, collection_settings
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv
+    from gigaworld_policy.envs.recording import collect, read_recording
 
-    plain = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16))
-    with_goal = MetaWorldEnv("push-v3", cameras=("corner",), image_size=(16, 16), observe_goal=True)
+    plain = MetaWorldEnv("push-v3", settings())
+    with_goal = MetaWorldEnv("push-v3", settings(observe_goal=True))
     seen, told = plain.reset(5), with_goal.reset(5)
     np.testing.assert_array_equal(told.images["corner"], seen.images["corner"])
     np.testing.assert_array_equal(told.state[:4], seen.state)
@@ -108,33 +114,70 @@ def test_observe_goal_appends_the_goal_to_the_state_and_records_it(tmp_path):
     assert not np.allclose(with_goal.observe().state[4:], told.state[4:])  # another layout, another goal
     plain.close(), with_goal.close()
 
-    collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), cameras=("corner",), image_size=(16, 16),
-            progress=False, observe_goal=True)
+    collect(settings(observe_goal=True), ["reach-v3"], episodes=1, out=tmp_path / "mw", progress=False)
     info = json.loads((tmp_path / "mw" / "meta" / "info.json").read_text())
     assert info["features"]["observation.state"]["names"] == ["x", "y", "z", "gripper", "goal_x", "goal_y", "goal_z"]
     states = np.stack(pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")["observation.state"]
                       .to_pylist())
     assert states.shape[1] == 7 and np.ptp(states[:, 4:], axis=0).max() == 0  # the goal stays put in an episode
-    assert collection_settings(tmp_path / "mw")["observe_goal"] is True
+    assert read_recording(tmp_path / "mw").settings.observe_goal is True
 
 
-def test_collection_settings_of_an_older_recording_take_the_values_it_was_recorded_with(tmp_path):
-    from gigaworld_policy.envs.metaworld import COLLECTION_FILE, collection_settings
+def test_settings_round_trip_through_a_recording_and_evaluation_rebuilds_the_same_env(tmp_path):
+    """What `gwp collect` records, `gwp eval --dataset` reads back: the same settings, and from them an environment that
+    observes exactly what the one that recorded observed for the same seed."""
+    from types import SimpleNamespace
 
-    with pytest.raises(FileNotFoundError, match="no meta/ folder"):
-        collection_settings(tmp_path / "missing")
-    (tmp_path / "older" / "meta").mkdir(parents=True)
-    assert collection_settings(tmp_path / "older") == {"goal_marker_radius": None, "observe_goal": False,
-                                                        "action_noise": 0.0, "action_noise_correlation": 0.0}
-    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text(json.dumps({"episodes": 3, "observe_goal": True}))
-    settings = collection_settings(tmp_path / "older")
-    assert settings["episodes"] == 3 and settings["observe_goal"] is True and settings["action_noise"] == 0.0
-    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text('{"episodes": 3,')  # cut short
-    with pytest.raises(ValueError, match="not valid JSON"):
-        collection_settings(tmp_path / "older")
-    (tmp_path / "older" / "meta" / COLLECTION_FILE).write_text("[3, true]")  # JSON, but not the settings object
-    with pytest.raises(ValueError, match="holds a list"):
-        collection_settings(tmp_path / "older")
+    from gigaworld_policy.envs.recording import collect, read_recording
+    from gigaworld_policy.envs.registry import make_env
+    from gigaworld_policy.evaluate import env_maker
+
+    chosen = settings(cameras=("corner", "topview"), image_size=(24, 32), fps=5, goal_marker_radius=0.05,
+                      observe_goal=True, action_noise=0.2, action_noise_correlation=0.5)
+    report = collect(chosen, ["reach-v3"], episodes=1, out=tmp_path / "mw", seed=6, max_steps=40, progress=False)
+    recording = read_recording(tmp_path / "mw")
+    assert recording.settings == chosen and recording.env == "metaworld" and recording.tasks == ("reach-v3",)
+    assert (recording.episodes, recording.seed, recording.max_steps) == (1, 6, 40) and recording.experts == report
+    info = json.loads((tmp_path / "mw" / "meta" / "info.json").read_text())
+    assert info["fps"] == 5 and info["robot_type"] == "sawyer"
+    assert info["features"]["observation.state"]["names"] == list(chosen.state_names)
+
+    # the environment evaluation builds for a policy trained on this data (its cameras, sizes and state)
+    policy = SimpleNamespace(cameras=["topview"], camera_sizes=[(24, 32)], state_dim=7)
+    rebuilt = env_maker(policy, recording.settings, max_steps=40)("reach-v3")
+    original = make_env(chosen, "reach-v3", max_steps=40)
+    seed = 6 + report["reach-v3"]["attempts"] - 1  # the kept episode's seed (task 0)
+    seen, recorded = rebuilt.reset(seed), original.reset(seed)
+    assert list(seen.images) == ["topview"]  # only what the policy reads is rendered
+    np.testing.assert_array_equal(seen.images["topview"], recorded.images["topview"])
+    np.testing.assert_array_equal(seen.state, recorded.state)
+    states = pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")["observation.state"]
+    np.testing.assert_allclose(seen.state, states[0].as_py(), atol=1e-6)  # the first recorded frame's state
+    rebuilt.close(), original.close()
+
+
+def test_the_experts_warning_about_their_constants_is_silenced_once(tmp_path):
+    """Meta-World's experts warn at every step whose command they clip; importing our module silences it (and only
+    it), for the whole process."""
+    code = """
+import warnings
+from gigaworld_policy.envs.metaworld import MetaWorldEnv, MetaWorldSettings
+env = MetaWorldEnv("reach-v3", MetaWorldSettings(cameras=("corner",), image_size=(8, 8)))
+def warned():
+    with warnings.catch_warnings(record=True) as caught:
+        env.reset(0)
+        for _ in range(30):
+            env.step(env.expert_action())
+        warnings.warn("ours")
+    return sorted({str(w.message)[:20] for w in caught})
+print(warned())
+warnings.filters[:] = [f for f in warnings.filters if not (f[1] and f[1].pattern.startswith("Constant"))]
+print(warned())
+"""
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MUJOCO_GL": "egl"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["['ours']", "['Constant(s) may be t', 'ours']"]
 
 
 def test_action_noise_has_the_asked_std_and_step_correlation():
@@ -153,24 +196,16 @@ def test_action_noise_has_the_asked_std_and_step_correlation():
         ActionNoise(float("nan"), 0.5, dim=4)
 
 
-def test_collect_refuses_bad_action_noise_before_writing_anything(tmp_path):
-    from gigaworld_policy.envs.metaworld import collect
-
-    with pytest.raises(ValueError, match=r"correlation must lie in \[0, 1\), got 1.0"):
-        collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), progress=False, action_noise=0.3,
-                action_noise_correlation=1.0)
-    assert not any(tmp_path.iterdir())
-
-
 def test_noisy_demonstrations_record_the_actions_that_were_executed(tmp_path):
-    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv
+    from gigaworld_policy.envs.recording import collect
 
-    report = collect(["reach-v3"], episodes=1, out=str(tmp_path / "mw"), cameras=("corner",), image_size=(16, 16),
-                     seed=4, progress=False, action_noise=0.5, action_noise_correlation=0.9)
+    noisy = settings(action_noise=0.5, action_noise_correlation=0.9)
+    report = collect(noisy, ["reach-v3"], episodes=1, out=tmp_path / "mw", seed=4, progress=False)
     assert report["reach-v3"]["attempts"] == 1  # so the episode's seed is 4
     data = pq.read_table(tmp_path / "mw" / "data" / "chunk-000" / "file-000.parquet")
     actions, states = (np.stack(data[key].to_pylist()) for key in ("action", "observation.state"))
-    env = MetaWorldEnv("reach-v3", cameras=("corner",), image_size=(16, 16))
+    env = MetaWorldEnv("reach-v3", settings())
     observation = env.reset(4)
     expert = []
     for action, state in zip(actions, states, strict=True):
@@ -181,26 +216,36 @@ def test_noisy_demonstrations_record_the_actions_that_were_executed(tmp_path):
     env.close()
     departures = np.abs(actions - np.stack(expert))  # (T, 4): noise on the hand's motion, the expert's gripper
     assert np.abs(actions).max() <= 1 and (departures[:, :3] > 0.05).mean() > 0.5 and not departures[:, 3].any()
-    settings = json.loads((tmp_path / "mw" / "meta" / "metaworld_collection.json").read_text())
-    assert (settings["action_noise"], settings["action_noise_correlation"]) == (0.5, 0.9)
+    recorded = json.loads((tmp_path / "mw" / "meta" / "environment.json").read_text())["settings"]
+    assert (recorded["action_noise"], recorded["action_noise_correlation"]) == (0.5, 0.9)
 
 
 def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     from gigaworld_policy.cli import main
-    from gigaworld_policy.envs.metaworld import MetaWorldEnv, collect
+    from gigaworld_policy.envs.metaworld import MetaWorldEnv
+    from gigaworld_policy.envs.recording import collect
     from gigaworld_policy.evaluate import closed_loop
     from gigaworld_policy.inference import Predictor
     from gigaworld_policy.train import TrainConfig, train
 
-    collect(["reach-v3"], episodes=1, out=str(tmp_path / "data"), cameras=("corner", "gripperPOV"),
-            image_size=(32, 32), progress=False)
+    recorded = settings(cameras=("corner", "gripperPOV"), image_size=(32, 32))
+    collect(recorded, ["reach-v3"], episodes=1, out=tmp_path / "data", progress=False)
     result = train(TrainConfig(dataset=(str(tmp_path / "data"),), preset="tiny", steps=2, batch_size=2,
                                num_workers=0, log_with="none", output_dir=str(tmp_path / "run")))
     predictor = Predictor.from_checkpoint(result.checkpoint)
     assert predictor.cameras == ["corner", "gripperPOV"] and predictor.camera_sizes == [(32, 32), (32, 32)]
     assert predictor.state_dim == 4
-    with pytest.raises(SystemExit, match="state of 4 numbers; Meta-World gives 7 with --observe-goal"):
-        main(["eval", "--checkpoint", str(result.checkpoint), "--tasks", "reach-v3", "--observe-goal"])
+    as_flags = ["eval", "metaworld", "--checkpoint", str(result.checkpoint), "--tasks", "reach-v3"]
+    with pytest.raises(SystemExit, match=r"state of 4 numbers; the metaworld settings give 7 \(x, y, z, gripper, "
+                                         r"goal_x, goal_y, goal_z\): evaluate with the settings its data was"):
+        main([*as_flags, "--observe-goal", "--cameras", "corner", "gripperPOV", "--image-size", "32", "32"])
+    with pytest.raises(SystemExit, match=r"trained on cameras \['corner', 'gripperPOV'\] at 32x32; the metaworld "
+                                         r"settings render \['corner', 'corner2', 'gripperPOV'\] at 96x96"):
+        main(as_flags)
+    # as the dataset was recorded, on the tasks it recorded
+    main(["eval", "--dataset", str(tmp_path / "data"), "--checkpoint", str(result.checkpoint), "--episodes", "1",
+          "--max-steps", "3", "--out", str(tmp_path / "recorded")])
+    assert json.loads((tmp_path / "recorded" / "eval.json").read_text())["tasks"]["reach-v3"]["mean_length"] == 3
 
     class CountingEnv(MetaWorldEnv):
         """Counts what each episode renders and keeps the actions it executed."""
@@ -224,7 +269,7 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     envs = []
 
     def make_env(task):
-        envs.append(CountingEnv(task, tuple(predictor.cameras), (32, 32), max_steps=12))
+        envs.append(CountingEnv(task, recorded, max_steps=12))
         return envs[-1]
 
     report = closed_loop(predictor, make_env, ["reach-v3"], episodes=2, seed=1000, execute_steps=4,
@@ -263,9 +308,9 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
 def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):
     from gigaworld_policy.demo import DemoConfig, run_demo
 
-    report = run_demo(DemoConfig(out=str(tmp_path / "demo"), tasks=("reach-v3",), episodes=1, camera_size=(32, 32),
-                                 preset="tiny", train_minutes=1.0, max_steps=3, batch_size=2, eval_episodes=1,
-                                 episode_steps=10))
+    report = run_demo(DemoConfig(out=str(tmp_path / "demo"), tasks=("reach-v3",), episodes=1,
+                                 env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)), preset="tiny",
+                                 train_minutes=1.0, max_steps=3, batch_size=2, eval_episodes=1, episode_steps=10))
     text = report.read_text()
     assert "| reach-v3 |" in text and "trained for 3 steps" in text
     assert (tmp_path / "demo" / "loss.png").is_file()
@@ -279,7 +324,7 @@ def test_sigterm_while_recording_leaves_no_half_written_dataset(tmp_path, handle
     keep_default = "import gigaworld_policy.cli as c; c.exit_cleanly_on_sigterm = lambda: None; "
     run_gwp = "import gigaworld_policy.cli as c; " if handled else keep_default
     command = [sys.executable, "-c", run_gwp + "c.main()", "collect", "metaworld", "--tasks", "reach-v3",
-               "--episodes", "50", "--cameras", "corner", "--image-size", "16x16", "--out", str(tmp_path / "mw")]
+               "--episodes", "50", "--cameras", "corner", "--image-size", "16", "16", "--out", str(tmp_path / "mw")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not any(tmp_path.iterdir()):  # the writer has made its temporary folder

@@ -1,322 +1,423 @@
-"""`gwp` command line: a thin layer over library functions."""
+"""`gwp` command line: a thin layer over library functions.
+
+Every command is a dataclass that tyro turns into flags, as `gwp train` does with `TrainConfig`: a field is a flag
+(`--execute-steps 8`), a list takes its items after one flag (`--tasks reach-v3 drawer-open-v3`), a nested group's
+flags are dotted unless the group is declared flat (`--optim.lr 3e-4`). The options of several commands are declared
+once: `Checkpoint` (which checkpoint, its weights and frozen parts) and `Sampling` (how actions are sampled). The
+environment commands take one environment's settings (envs/registry.py) as flags: `gwp collect metaworld ...`,
+`gwp eval metaworld ...`. `gwp train --config run.yaml` reads defaults from a file that flags override.
+
+Mistakes in the flags are reported by tyro, with the flag's help; everything that fails after that ends in one line,
+`gwp: error: <sentence>`.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import tyro
+from tyro.conf import OmitArgPrefixes, Positional
+from tyro.constructors import PrimitiveConstructorSpec
 
 from .atomic import exit_cleanly_on_sigterm
-from .config import PRESETS
+from .config import PRESETS, did_you_mean
+from .demo import DemoConfig
+from .envs.registry import ENVIRONMENTS
 from .extras import MissingExtra
 from .serving.observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES
+from .train import TrainConfig
 
-GOAL_MARKER_HELP = "draw Meta-World's goal sphere with this radius in metres, e.g. 0.05 (default: its own 2 cm)"
-OBSERVE_GOAL_HELP = ("append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it "
-                     "(default: hand xyz + gripper only)")
-TEMPERATURE_HELP = ("std of the noise action sampling starts from: 1 samples the learned action distribution, 0 "
-                    "decodes deterministically (often better when the demonstrations are noisy)")
-ACTION_NOISE_HELP = ("std of Gaussian noise added to the expert's hand motion (dx, dy, dz) before it is executed and "
-                     "recorded, so the future depends on the actions, not on the observation alone, e.g. 0.5 "
-                     "(default: none)")
-ACTION_NOISE_CORRELATION_HELP = ("correlation of the action noise from one step to the next, in [0, 1), e.g. 0.9 "
-                                 "for noise that drifts ~10 steps (default: independent steps)")
+Preset = Literal[tuple(sorted(PRESETS))]
+Settings = TypeVar("Settings")  # one environment's settings dataclass
 
 
-def _bench_latency(args: argparse.Namespace) -> None:
-    from .bench import format_latency, measure_latency
-
-    result = measure_latency(args.preset, args.device, args.threads, args.batch_size, args.steps, args.repeats,
-                             dtype=args.dtype, compile=args.compile, attention=args.attention, vae=args.vae)
-    print(json.dumps(result) if args.json else format_latency(result))
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'96x128' -> (96, 128) as (height, width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 96x96, got {text!r}") from error
-    return height, width
-
-
-def _key_map(text: str) -> dict[str, str]:
-    """'observation/image=corner,observation/wrist_image=gripperPOV' -> {client key: camera}."""
-    pairs = [pair for pair in text.split(",") if pair]
+def _key_map(args: list[str]) -> dict[str, str]:
+    """['observation/image=corner,observation/wrist_image=gripperPOV'] -> {client key: camera}."""
+    pairs = [pair for pair in args[0].split(",") if pair]
     malformed = [pair for pair in pairs if pair.count("=") != 1 or "" in pair.split("=")]
     if malformed:
-        raise argparse.ArgumentTypeError(f"expected CLIENT_KEY=CAMERA pairs separated by commas, got {malformed}")
+        raise ValueError(f"expected CLIENT_KEY=CAMERA pairs separated by commas, got {malformed}")
     return dict(pair.split("=") for pair in pairs)
 
 
-def _collect_metaworld(args: argparse.Namespace) -> None:
-    from .envs.metaworld import collect
+KeyMap = Annotated[dict[str, str], PrimitiveConstructorSpec(
+    nargs=1, metavar="KEY=CAMERA,...", instance_from_str=_key_map, is_instance=lambda value: isinstance(value, dict),
+    str_from_instance=lambda pairs: [",".join(f"{key}={camera}" for key, camera in pairs.items())])]
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    cameras = tuple(c.strip() for c in args.cameras.split(","))
-    report = collect(tasks, args.episodes, args.out, cameras, args.image_size, args.seed, args.max_steps, args.fps,
-                     goal_marker_radius=args.goal_marker_radius, observe_goal=args.observe_goal,
-                     action_noise=args.action_noise, action_noise_correlation=args.action_noise_correlation)
+
+# ---- options shared by several commands --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """The checkpoint to run and the frozen parts it runs with (checkpoints hold only trained weights)."""
+
+    checkpoint: str
+    """a checkpoint folder, e.g. OUT/checkpoints/last"""
+    raw_weights: bool = False
+    """use the raw instead of the EMA weights"""
+    text_encoder: str = "minilm"
+    """'minilm' or a umT5 folder, e.g. Wan2.2's text_encoder/ (its tokenizer in it or in a sibling tokenizer/)"""
+    vae: str | None = None
+    """Wan2.2 VAE folder, for a policy whose codec is wan_vae"""
+
+    def policy(self):
+        """The policy, ready to run (`inference.load_checkpoint`)."""
+        from .inference import load_checkpoint
+
+        return load_checkpoint(self.checkpoint, not self.raw_weights, text_encoder=self.text_encoder, vae=self.vae)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How action chunks are sampled."""
+
+    steps: int | None = None
+    """Euler steps (None: the policy's)"""
+    temperature: float = 1.0
+    """std of the noise sampling starts from: 1 samples the learned distribution, 0 decodes deterministically"""
+
+    def predictor(self, checkpoint: Checkpoint):
+        """The checkpoint's `Predictor`, sampling this way."""
+        from .inference import Predictor
+
+        return Predictor(checkpoint.policy(), num_steps=self.steps, temperature=self.temperature)
+
+
+# ---- commands ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchLatency:
+    preset: Preset = "bench"
+    device: str = "cpu"
+    threads: int = 1
+    """torch intra-op threads"""
+    batch_size: int = 1
+    steps: int | None = None
+    """Euler steps (None: the preset's)"""
+    repeats: int = 3
+    """timed runs per path (the median is reported)"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """the weights' dtype"""
+    compile: bool = False
+    """torch.compile the transformer blocks"""
+    attention: Literal["sdpa", "flex"] = "sdpa"
+    vae: str | None = None
+    """Wan2.2 VAE folder (gwp0; None: random weights)"""
+    json: bool = False
+    """print one JSON object"""
+
+
+def _bench_latency(command: BenchLatency) -> None:
+    from .bench import format_latency, measure_latency
+
+    result = measure_latency(command.preset, command.device, command.threads, command.batch_size, command.steps,
+                             command.repeats, dtype=command.dtype, compile=command.compile,
+                             attention=command.attention, vae=command.vae)
+    print(json.dumps(result) if command.json else format_latency(result))
+
+
+@dataclass(frozen=True)
+class Collect(Generic[Settings]):
+    """Record successful demonstrations of the environment's scripted expert into a new LeRobot v3.0 dataset, with
+    the environment's settings in it (meta/environment.json), for `gwp eval --dataset`."""
+
+    env: OmitArgPrefixes[Settings]
+    tasks: tuple[str, ...]
+    """e.g. reach-v3 button-press-topdown-v3"""
+    out: str
+    """the new dataset folder"""
+    episodes: int = 50
+    """successful episodes per task"""
+    seed: int = 0
+    """base seed of the episodes' layouts (evaluation uses 1000)"""
+    max_steps: int = 500
+    """time limit of an episode"""
+
+
+def _collect(command: Collect) -> None:
+    from .envs.recording import collect
+
+    report = collect(command.env, _names(command.tasks, "--tasks"), command.episodes, command.out, command.seed,
+                     command.max_steps)
     for task, row in report.items():
         print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
               f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")
-    print(f"wrote {args.out}")
+    print(f"wrote {command.out}")
 
 
-def _convert_videos(args: argparse.Namespace) -> None:
-    from .data.video_folder import convert_video_folder
+@dataclass(frozen=True)
+class Recorded:
+    """The environment and its settings as a dataset recorded them."""
 
-    path = convert_video_folder(args.folder, args.out, args.fps, args.size, args.frame_stride, args.camera)
-    print(f"wrote {path}")
-
-
-def _convert_lerobot_v21(args: argparse.Namespace) -> None:
-    from .data.lerobot_v21 import convert_lerobot_v21
-
-    path = convert_lerobot_v21(args.src, args.dst, args.data_files_size_in_mb, args.video_files_size_in_mb)
-    print(f"wrote {path}")
+    dataset: str
+    """a dataset `gwp collect` recorded; without --tasks, evaluate on its tasks (settings as flags: gwp eval ENV)"""
 
 
-def _eval_open_loop(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class Eval(Generic[Settings]):
+    """Closed-loop evaluation in a simulator: success rate (95% Wilson interval), episode length, policy latency and
+    rollout videos, written to OUT/eval.json and eval.md."""
+
+    env: OmitArgPrefixes[Settings]
+    load: OmitArgPrefixes[Checkpoint]
+    sampling: OmitArgPrefixes[Sampling] = Sampling()
+    tasks: tuple[str, ...] = ()
+    """task names (with --dataset, by default the ones it recorded)"""
+    episodes: int = 20
+    """episodes per task"""
+    seed: int = 1000
+    """base seed (demonstrations use 0)"""
+    execute_steps: int | None = None
+    """actions executed per plan (None: the whole chunk)"""
+    max_steps: int = 200
+    """time limit of an episode"""
+    out: str = "outputs/eval"
+    video: bool = False
+    """also decode and save predicted future frames"""
+
+
+def _eval(command: Eval) -> None:
+    from .envs.recording import read_recording
+    from .envs.registry import name_of
+    from .evaluate import closed_loop, env_maker, report_markdown
+
+    settings, tasks = command.env, list(command.tasks)
+    if isinstance(settings, Recorded):
+        recording = read_recording(settings.dataset)
+        settings, tasks = recording.settings, tasks or list(recording.tasks)
+        if not tasks:
+            raise ValueError(f"{command.env.dataset} does not record its tasks: name them with --tasks")
+    if not tasks:
+        raise ValueError("no task given: name them with --tasks")
+    ENVIRONMENTS[name_of(settings)].simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
+    predictor = command.sampling.predictor(command.load)
+    report = closed_loop(predictor, env_maker(predictor, settings, command.max_steps), tasks, command.episodes,
+                         command.seed, command.execute_steps, command.out, with_video=command.video)
+    print(report_markdown(report))
+    print(f"wrote {command.out}/eval.json and eval.md")
+
+
+@dataclass(frozen=True)
+class EvalOpenLoop:
+    """Action and future-frame error on a dataset's last (held-out) episodes, preprocessed as the checkpoint was
+    trained."""
+
+    load: OmitArgPrefixes[Checkpoint]
+    dataset: str
+    sampling: OmitArgPrefixes[Sampling] = Sampling()
+    last_episodes: int = 5
+    """held-out episodes at the dataset's end"""
+    samples: int = 64
+    """frames evaluated, spread over those episodes"""
+    out: str = "outputs/eval_open_loop"
+
+
+def _eval_open_loop(command: EvalOpenLoop) -> None:
     from .evaluate import open_loop_dataset
-    from .inference import load_checkpoint
 
-    policy = load_checkpoint(args.checkpoint, not args.raw_weights, text_encoder=args.text_encoder, vae=args.vae)
-    result = open_loop_dataset(policy, args.dataset, args.last_episodes, args.samples, out_dir=args.out,
-                               temperature=args.temperature)
+    result = open_loop_dataset(command.load.policy(), command.dataset, command.last_episodes, command.samples,
+                               out_dir=command.out, num_steps=command.sampling.steps,
+                               temperature=command.sampling.temperature)
     for key, value in result.items():
         print(f"{key}: {value:.5g}")
-    print(f"wrote {args.out}/open_loop.json")
+    print(f"wrote {command.out}/open_loop.json")
 
 
-def _eval(args: argparse.Namespace) -> None:
-    from .envs.metaworld import MetaWorldEnv, check_tasks, state_names
-    from .evaluate import closed_loop, report_markdown
-    from .inference import Predictor
+def _demo(config: DemoConfig) -> None:
+    from .demo import run_demo
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    check_tasks(tasks)  # all of them before the first one runs and writes its videos
-    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
-                                          temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
-    given = len(state_names(args.observe_goal))
-    if predictor.state_dim not in (0, given):
-        raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; Meta-World gives {given} "
-                         f"{'with' if args.observe_goal else 'without'} --observe-goal: evaluate as it was collected")
-
-    def make_env(task: str):
-        return MetaWorldEnv(task, tuple(predictor.cameras), predictor.camera_sizes[0], args.max_steps,
-                            args.goal_marker_radius, args.observe_goal)
-
-    report = closed_loop(predictor, make_env, tasks, args.episodes, args.seed, args.execute_steps, args.out,
-                         with_video=args.video)
-    print(report_markdown(report))
-    print(f"wrote {args.out}/eval.json and eval.md")
-
-
-def _demo(args: argparse.Namespace) -> None:
-    from .demo import DemoConfig, run_demo
-
-    config = DemoConfig(out=args.out, tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-                        episodes=args.episodes, preset=args.preset, train_minutes=args.train_minutes,
-                        max_steps=args.max_steps, eval_episodes=args.eval_episodes,
-                        episode_steps=args.episode_steps, seed=args.seed)
     report = run_demo(config)
     print(report.read_text())
     print(f"report: {report}")
 
 
-def _serve(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class Serve:
+    """Serve a checkpoint over websockets (openpi's protocol; health check: GET /healthz)."""
+
+    load: OmitArgPrefixes[Checkpoint]
+    sampling: OmitArgPrefixes[Sampling] = Sampling()
+    host: str = "0.0.0.0"
+    port: int = 8000
+    key_map: KeyMap = field(default_factory=dict)
+    """client key=camera pairs, e.g. observation/image=corner"""
+    max_message_mib: int = MAX_MESSAGE_BYTES // 2**20
+    """largest request in MiB; a larger one closes its connection"""
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS
+    """longest instruction; a longer one gets an error reply"""
+
+
+def _serve(command: Serve) -> None:
     import logging
 
-    from .inference import Predictor
     from .serving.server import PolicyServer
 
     logging.basicConfig(level=logging.INFO)
-    predictor = Predictor.from_checkpoint(args.checkpoint, ema=not args.raw_weights, num_steps=args.steps,
-                                          temperature=args.temperature, text_encoder=args.text_encoder, vae=args.vae)
-    print(f"serving {args.checkpoint} on ws://{args.host}:{args.port} (health: GET /healthz)")
-    PolicyServer(predictor, args.host, args.port, args.key_map, args.max_message_mib * 2**20,
-                 args.max_instruction_chars).run()
+    predictor = command.sampling.predictor(command.load)
+    print(f"serving {command.load.checkpoint} on ws://{command.host}:{command.port} (health: GET /healthz)")
+    PolicyServer(predictor, command.host, command.port, command.key_map, command.max_message_mib * 2**20,
+                 command.max_instruction_chars).run()
 
 
-def _precompute_latents(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class PrecomputeLatents:
+    """Encode a dataset's clips once, for `gwp train --latents`."""
+
+    dataset: str
+    out: str
+    preset: Preset = "gwp0"
+    vae: str | None = None
+    """Wan2.2 VAE folder (for presets with the VAE codec)"""
+    cameras: tuple[str, ...] = ()
+    """in composite order (empty: all)"""
+    layout: Literal["t", "row", "single"] | None = None
+    batch_size: int = 8
+    dtype: Literal["float16", "float32"] = "float16"
+    device: str = "cpu"
+
+
+def _precompute_latents(command: PrecomputeLatents) -> None:
     from .config import PolicyConfig
     from .data import DataConfig, LeRobotDataset, PolicyDataset
     from .data.latents import precompute_latents
     from .encoders.frozen import load_codec
 
-    config = PolicyConfig.preset(args.preset)
-    data = DataConfig(cameras=tuple(c for c in args.cameras.split(",") if c), layout=args.layout)
-    samples = PolicyDataset(LeRobotDataset(args.dataset), config, data)
-    codec = load_codec(config, args.vae, args.device)
-    print(f"wrote {precompute_latents(samples, codec, args.out, args.batch_size, args.dtype)}")
+    config = PolicyConfig.preset(command.preset)
+    samples = PolicyDataset(LeRobotDataset(command.dataset), config,
+                            DataConfig(cameras=command.cameras, layout=command.layout))
+    codec = load_codec(config, command.vae, command.device)
+    print(f"wrote {precompute_latents(samples, codec, command.out, command.batch_size, command.dtype)}")
 
 
-def _add_frozen_parts(parser: argparse.ArgumentParser) -> None:
-    """The options that name the frozen parts a checkpoint runs with (checkpoints hold only trained weights)."""
-    parser.add_argument("--text-encoder", default="minilm", help="'minilm' (the default) or a umT5 folder, e.g. "
-                        "Wan2.2's text_encoder/ (its tokenizer in it or in a sibling tokenizer/)")
-    parser.add_argument("--vae", default=None, help="Wan2.2 VAE folder, for a policy whose codec is wan_vae")
+@dataclass(frozen=True)
+class ConvertVideos:
+    """A folder of .mp4 files (with optional .txt captions) -> a video-only dataset, for video pre-training."""
+
+    folder: str
+    out: str
+    fps: int = 10
+    size: tuple[int, int] | None = None
+    """HEIGHT WIDTH (None: the first video's)"""
+    frame_stride: int = 1
+    camera: str = "main"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gwp", description="GigaWorld-Policy command line")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train", help="train a policy (see `gwp train --help`)", add_help=False)
+def _convert_videos(command: ConvertVideos) -> None:
+    from .data.video_folder import convert_video_folder
 
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="benchmark", required=True)
-    latency = bench.add_parser("latency", help="decoding latency: cached action-only vs uncached vs joint")
-    latency.add_argument("--preset", default="bench", choices=sorted(PRESETS))
-    latency.add_argument("--device", default="cpu")
-    latency.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    latency.add_argument("--batch-size", type=int, default=1)
-    latency.add_argument("--steps", type=int, default=None, help="Euler steps (default: the preset's)")
-    latency.add_argument("--repeats", type=int, default=3, help="timed runs per path (median reported)")
-    latency.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights' dtype")
-    latency.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
-    latency.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="attention backend")
-    latency.add_argument("--vae", default=None, help="Wan2.2 VAE folder (gwp0; default: random weights)")
-    latency.add_argument("--json", action="store_true", help="print one JSON object")
-    latency.set_defaults(run=_bench_latency)
-
-    collect = commands.add_parser("collect", help="record demonstrations").add_subparsers(dest="env", required=True)
-    metaworld = collect.add_parser("metaworld", help="Meta-World scripted experts -> LeRobot v3.0 dataset")
-    metaworld.add_argument("--tasks", required=True, help="comma-separated, e.g. reach-v3,button-press-topdown-v3")
-    metaworld.add_argument("--episodes", type=int, default=50, help="successful episodes per task")
-    metaworld.add_argument("--out", required=True, help="new dataset folder")
-    metaworld.add_argument("--cameras", default="corner,corner2,gripperPOV")
-    metaworld.add_argument("--image-size", type=_size, default=(96, 96), help="HEIGHTxWIDTH per camera")
-    metaworld.add_argument("--seed", type=int, default=0)
-    metaworld.add_argument("--max-steps", type=int, default=500)
-    metaworld.add_argument("--fps", type=int, default=10)
-    metaworld.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP)
-    metaworld.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP)
-    metaworld.add_argument("--action-noise", type=float, default=0.0, help=ACTION_NOISE_HELP)
-    metaworld.add_argument("--action-noise-correlation", type=float, default=0.0, help=ACTION_NOISE_CORRELATION_HELP)
-    metaworld.set_defaults(run=_collect_metaworld)
-
-    offline = commands.add_parser("eval-open-loop", help="action / future-frame error on held-out episodes")
-    offline.add_argument("--checkpoint", required=True)
-    offline.add_argument("--dataset", required=True)
-    offline.add_argument("--last-episodes", type=int, default=5, help="held-out episodes at the dataset's end")
-    offline.add_argument("--samples", type=int, default=64, help="frames evaluated, spread over those episodes")
-    offline.add_argument("--out", default="outputs/eval_open_loop")
-    offline.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
-    offline.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
-    _add_frozen_parts(offline)
-    offline.set_defaults(run=_eval_open_loop)
-
-    demo = commands.add_parser("demo", help="the main job: collect, train, evaluate, report (CPU, < 60 min)")
-    demo.add_argument("--out", default="outputs/demo")
-    demo.add_argument("--tasks", default="reach-v3,button-press-topdown-v3,drawer-open-v3")
-    demo.add_argument("--episodes", type=int, default=20, help="expert demonstrations per task")
-    demo.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    demo.add_argument("--train-minutes", type=float, default=40.0, help="training time budget")
-    demo.add_argument("--max-steps", type=int, default=100_000, help="training steps, if time allows")
-    demo.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes per task")
-    demo.add_argument("--episode-steps", type=int, default=200, help="evaluation time limit per episode")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_demo)
-
-    evaluate = commands.add_parser("eval", help="closed-loop evaluation in a simulator")
-    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint folder (e.g. OUT/checkpoints/last)")
-    evaluate.add_argument("--env", default="metaworld", choices=["metaworld"], help="simulator")
-    evaluate.add_argument("--tasks", required=True, help="comma-separated task names")
-    evaluate.add_argument("--episodes", type=int, default=20, help="episodes per task")
-    evaluate.add_argument("--seed", type=int, default=1000, help="base seed (demonstrations use 0)")
-    evaluate.add_argument("--execute-steps", type=int, default=None, help="actions executed per plan (default H)")
-    evaluate.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
-    evaluate.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
-    evaluate.add_argument("--max-steps", type=int, default=200, help="episode time limit")
-    evaluate.add_argument("--goal-marker-radius", type=float, default=None, help=GOAL_MARKER_HELP + " (as collected)")
-    evaluate.add_argument("--observe-goal", action="store_true", help=OBSERVE_GOAL_HELP + " (as collected)")
-    evaluate.add_argument("--out", default="outputs/eval")
-    evaluate.add_argument("--video", action="store_true", help="also decode and save predicted future frames")
-    evaluate.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
-    _add_frozen_parts(evaluate)
-    evaluate.set_defaults(run=_eval)
-
-    serve = commands.add_parser("serve", help="serve a checkpoint over websockets (openpi protocol)")
-    serve.add_argument("--checkpoint", required=True)
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--key-map", type=_key_map, default={},
-                       help="client key=camera pairs, e.g. observation/image=corner")
-    serve.add_argument("--steps", type=int, default=None, help="Euler steps (default: the policy's)")
-    serve.add_argument("--max-message-mib", type=int, default=MAX_MESSAGE_BYTES // 2**20,
-                       help="largest request in MiB; a larger one closes its connection (default: %(default)s)")
-    serve.add_argument("--max-instruction-chars", type=int, default=MAX_INSTRUCTION_CHARS,
-                       help="longest instruction; a longer one gets an error reply (default: %(default)s)")
-    serve.add_argument("--temperature", type=float, default=1.0, help=TEMPERATURE_HELP)
-    serve.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
-    _add_frozen_parts(serve)
-    serve.set_defaults(run=_serve)
-
-    latents = commands.add_parser("precompute-latents", help="encode a dataset's clips once (train with --latents)")
-    latents.add_argument("--dataset", required=True)
-    latents.add_argument("--preset", default="gwp0", choices=sorted(PRESETS))
-    latents.add_argument("--vae", default=None, help="Wan2.2 VAE folder (for presets with the VAE codec)")
-    latents.add_argument("--out", required=True)
-    latents.add_argument("--cameras", default="", help="comma-separated, in composite order (default: all)")
-    latents.add_argument("--layout", default=None, choices=["t", "row", "single"])
-    latents.add_argument("--batch-size", type=int, default=8)
-    latents.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    latents.add_argument("--device", default="cpu")
-    latents.set_defaults(run=_precompute_latents)
-
-    convert = commands.add_parser("convert", help="convert data").add_subparsers(dest="source", required=True)
-    videos = convert.add_parser("videos", help="folder of .mp4 (+ .txt captions) -> video-only dataset")
-    videos.add_argument("--folder", required=True)
-    videos.add_argument("--out", required=True)
-    videos.add_argument("--fps", type=int, default=10)
-    videos.add_argument("--size", type=_size, default=None, help="HEIGHTxWIDTH (default: the first video's)")
-    videos.add_argument("--frame-stride", type=int, default=1)
-    videos.add_argument("--camera", default="main")
-    videos.set_defaults(run=_convert_videos)
-    v21 = convert.add_parser("lerobot-v21", help="LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, no re-encoding")
-    v21.add_argument("src", help="the v2.x dataset folder")
-    v21.add_argument("dst", help="the new v3.0 dataset folder (must not exist)")
-    v21.add_argument("--data-files-size-in-mb", type=float, default=100, help="largest data file (default 100)")
-    v21.add_argument("--video-files-size-in-mb", type=float, default=500, help="largest video file (default 500)")
-    v21.set_defaults(run=_convert_lerobot_v21)
-    return parser
+    path = convert_video_folder(command.folder, command.out, command.fps, command.size, command.frame_stride,
+                                command.camera)
+    print(f"wrote {path}")
 
 
-def parse_train_args(argv: list[str]):
-    """`gwp train [--config FILE.json|.yaml] [--field value ...]`: options are TrainConfig's fields, nested ones
-    dotted (--optim.lr 3e-4, --data.cameras corner corner2); a config file sets defaults that flags override."""
-    import tyro
+@dataclass(frozen=True)
+class ConvertLeRobotV21:
+    """A LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, the videos' packets copied (no re-encoding)."""
 
-    from .train import TrainConfig
-
-    default = TrainConfig()
-    if "--config" in argv:
-        position = argv.index("--config")
-        if position + 1 == len(argv):
-            raise ValueError("--config needs a YAML or JSON file")
-        default = TrainConfig.from_file(argv[position + 1])
-        argv = argv[:position] + argv[position + 2 :]
-    return tyro.cli(TrainConfig, args=argv, default=default, prog="gwp train")
+    src: Positional[str]
+    """the v2.x dataset folder"""
+    dst: Positional[str]
+    """the new v3.0 dataset folder (must not exist)"""
+    data_files_size_in_mb: float = 100
+    """largest data file"""
+    video_files_size_in_mb: float = 500
+    """largest video file"""
 
 
-def train_command(argv: list[str]) -> None:
+def _convert_lerobot_v21(command: ConvertLeRobotV21) -> None:
+    from .data.lerobot_v21 import convert_lerobot_v21
+
+    path = convert_lerobot_v21(command.src, command.dst, command.data_files_size_in_mb,
+                               command.video_files_size_in_mb)
+    print(f"wrote {path}")
+
+
+def _train(config: TrainConfig) -> None:
     from .train import train
 
-    print(f"final checkpoint: {train(parse_train_args(argv)).checkpoint}")
+    print(f"final checkpoint: {train(config).checkpoint}")
+
+
+def _names(names: list[str] | tuple[str, ...], flag: str) -> list[str]:
+    """The names a list flag was given, refusing the comma-joined spelling of earlier versions."""
+    joined = [name for name in names if "," in name]
+    if joined:
+        raise ValueError(f"{flag} takes names separated by spaces, got {joined[0]!r}")
+    return list(names)
+
+
+# ---- the command table -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    config: Any  # the dataclass tyro parses
+    run: Callable[[Any], None]
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(TrainConfig, _train, "train a policy (TrainConfig's fields; --config FILE.yaml|.json)"),
+    "demo": Command(DemoConfig, _demo, "the main job: collect, train, evaluate, report (CPU, < 60 min)"),
+    **{f"collect {name}": Command(Collect[entry.settings], _collect, f"record {name} expert demonstrations")
+       for name, entry in ENVIRONMENTS.items()},
+    "eval": Command(Eval[Recorded], _eval, "closed-loop evaluation with the settings a dataset was recorded with"),
+    **{f"eval {name}": Command(Eval[entry.settings], _eval, f"closed-loop evaluation in {name}, settings as flags")
+       for name, entry in ENVIRONMENTS.items()},
+    "eval-open-loop": Command(EvalOpenLoop, _eval_open_loop, "action / future-frame error on held-out episodes"),
+    "serve": Command(Serve, _serve, "serve a checkpoint over websockets (openpi protocol)"),
+    "precompute-latents": Command(PrecomputeLatents, _precompute_latents,
+                                  "encode a dataset's clips once (train with --latents)"),
+    "convert videos": Command(ConvertVideos, _convert_videos, "folder of .mp4 (+ .txt captions) -> video-only dataset"),
+    "convert lerobot-v21": Command(ConvertLeRobotV21, _convert_lerobot_v21,
+                                   "LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, no re-encoding"),
+    "bench latency": Command(BenchLatency, _bench_latency,
+                             "decoding latency: cached action-only vs uncached vs joint"),
+}
+
+
+def _usage() -> str:
+    rows = [(name, command.help) for name, command in COMMANDS.items()]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(["usage: gwp COMMAND [FLAGS]   (gwp COMMAND --help for its flags)", "", "commands:",
+                      *(f"  {name:<{width}}  {text}" for name, text in rows)])
+
+
+def parse(argv: list[str]) -> tuple[Command, Any]:
+    """The command `argv` names (its leading words) and its parsed config. `--config FILE` (a command whose config
+    reads files: train) sets the defaults that the other flags override."""
+    words = [word for word in argv[:2] if not word.startswith("-")]
+    name = next((" ".join(words[:n]) for n in (2, 1) if " ".join(words[:n]) in COMMANDS), None)
+    if name is None:
+        known = sorted({key.split()[0] for key in COMMANDS})
+        if words and words[0] in known:  # e.g. `gwp convert`: a family of commands
+            raise ValueError(f"gwp {words[0]} needs one of: "
+                             f"{', '.join(key.split()[1] for key in COMMANDS if key.startswith(words[0] + ' '))}")
+        given = words[0] if words else ""
+        raise ValueError(f"unknown command {given!r}{did_you_mean(given, known)}; the commands are {known}"
+                         if given else f"no command given; the commands are {known}")
+    command, rest = COMMANDS[name], argv[len(name.split()):]
+    defaults = {}
+    if "--config" in rest:
+        position = rest.index("--config")
+        if not hasattr(command.config, "from_file"):
+            raise ValueError(f"gwp {name} reads no --config file (gwp train does)")
+        if position + 1 == len(rest):
+            raise ValueError("--config needs a YAML or JSON file")
+        defaults["default"] = command.config.from_file(rest[position + 1])
+        rest = rest[:position] + rest[position + 2:]
+    return command, tyro.cli(command.config, args=rest, prog=f"gwp {name}", **defaults)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    exit_cleanly_on_sigterm()
-    if argv and argv[0] == "train":
-        try:
-            train_command(argv[1:])
-        except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as error:
-            sys.exit(f"gwp: error: {error}")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
         return
-    args = build_parser().parse_args(argv)
+    exit_cleanly_on_sigterm()
     try:
-        args.run(args)
+        command, config = parse(argv)
+        command.run(config)
     except (ValueError, FileNotFoundError, FileExistsError, MissingExtra) as error:
         sys.exit(f"gwp: error: {error}")
 

@@ -1,7 +1,9 @@
 """The main job: Meta-World demonstrations -> training -> closed-loop evaluation -> a report.
 
-    gwp demo [--out outputs/demo] [--tasks reach-v3,button-press-topdown-v3,drawer-open-v3] [--episodes 20]
-             [--train-minutes 40] [--eval-episodes 20]
+    gwp demo [--out outputs/demo] [--tasks reach-v3 button-press-topdown-v3 drawer-open-v3] [--episodes 20]
+             [--train-minutes 40] [--eval-episodes 20] [--image-size 64 64 ...]
+
+Every field of `DemoConfig` is a flag; the environment's settings (`--cameras`, `--image-size`, ...) are its own.
 
 Runs on a CPU with no downloads. Writes OUT/report.md with the success table, the loss curve (OUT/loss.png) and
 a rollout GIF per task.
@@ -15,15 +17,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import tyro
+
 from .atomic import write_text_atomically
+from .config import PRESETS
+from .envs.metaworld import MetaWorldSettings
 
 
 @dataclass
 class DemoConfig:
+    """The main job: expert demonstrations, training for a time budget, closed-loop evaluation, a report."""
+
     out: str = "outputs/demo"
     tasks: tuple[str, ...] = ("reach-v3", "button-press-topdown-v3", "drawer-open-v3")
     episodes: int = 20  # expert demonstrations per task
-    camera_size: tuple[int, int] = (64, 64)
+    env: tyro.conf.OmitArgPrefixes[MetaWorldSettings] = MetaWorldSettings(image_size=(64, 64))
+    """the environment the demonstrations are recorded in and the policy is evaluated in"""
     preset: str = "small"
     train_minutes: float = 40.0
     max_steps: int = 100_000  # training steps, if time allows
@@ -33,6 +42,10 @@ class DemoConfig:
     execute_steps: int = 8  # actions executed per plan
     episode_steps: int = 200  # evaluation time limit per episode
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:  # before the demonstrations are recorded, not after
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
 
 
 def plot_losses(metrics_file: Path, image: Path) -> None:
@@ -59,8 +72,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     """Run the whole pipeline; returns the path of the report."""
     import torch
 
-    from .envs.metaworld import MetaWorldEnv, collect
-    from .evaluate import closed_loop, report_markdown
+    from .envs.recording import collect
+    from .evaluate import closed_loop, env_maker, report_markdown
     from .inference import Predictor
     from .train import OptimConfig, TrainConfig, train
 
@@ -72,7 +85,7 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     start = time.monotonic()
     if not (data / "meta" / "info.json").is_file():
-        expert = collect(list(cfg.tasks), cfg.episodes, str(data), image_size=cfg.camera_size, seed=cfg.seed)
+        expert = collect(cfg.env, list(cfg.tasks), cfg.episodes, data, seed=cfg.seed)
         write_text_atomically(out / "expert.json", json.dumps(expert, indent=2))
     timings["collect_min"] = (time.monotonic() - start) / 60
 
@@ -88,12 +101,8 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     start = time.monotonic()
     predictor = Predictor.from_checkpoint(result.checkpoint)
-
-    def make_env(task: str) -> MetaWorldEnv:
-        return MetaWorldEnv(task, tuple(predictor.cameras), cfg.camera_size, cfg.episode_steps)
-
-    report = closed_loop(predictor, make_env, list(cfg.tasks), cfg.eval_episodes, seed=1000,
-                         execute_steps=cfg.execute_steps, out_dir=out / "eval")
+    report = closed_loop(predictor, env_maker(predictor, cfg.env, cfg.episode_steps), list(cfg.tasks),
+                         cfg.eval_episodes, seed=1000, execute_steps=cfg.execute_steps, out_dir=out / "eval")
     timings["eval_min"] = (time.monotonic() - start) / 60
 
     steps = int(result.checkpoint.name)
@@ -101,8 +110,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     lines = [
         "# GigaWorld-Policy on Meta-World — demo report", "",
         f"One `{cfg.preset}` policy for {', '.join(cfg.tasks)}: {cfg.episodes} expert demonstrations per task "
-        f"(3 cameras at {cfg.camera_size[0]}x{cfg.camera_size[1]}), trained for {steps} steps "
-        f"({timings['train_min']:.1f} min, batch {cfg.batch_size}), evaluated closed-loop on "
+        f"({len(cfg.env.cameras)} cameras at {cfg.env.image_size[0]}x{cfg.env.image_size[1]}), trained for {steps} "
+        f"steps ({timings['train_min']:.1f} min, batch {cfg.batch_size}), evaluated closed-loop on "
         f"{cfg.eval_episodes} held-out seeds per task, executing {cfg.execute_steps} of each predicted chunk.", "",
         f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}; collection {timings['collect_min']:.1f} min, "
         f"training {timings['train_min']:.1f} min, evaluation {timings['eval_min']:.1f} min.", "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .atomic import write_text_atomically
 from .data.composite import to_uint8
-from .envs.base import Env, episode_seed
+from .envs.base import Env, EnvSettings, episode_seed
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
 
@@ -110,6 +110,29 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
     if out_dir is not None:
         write_report(report, out_dir)
     return report
+
+
+def env_maker(predictor, settings: EnvSettings, max_steps: int) -> Callable[[str], Env]:
+    """`closed_loop`'s `make_env`: the registered environment of `settings` on a task, rendering only the cameras the
+    policy reads, with episodes of at most `max_steps` steps. Settings the policy cannot read (another state size,
+    cameras it needs that they lack or render at another size than it was trained on) are refused in one sentence
+    before any episode runs: evaluate with the settings its data was recorded with (`read_recording`)."""
+    from .envs.registry import make_env, name_of
+
+    name = name_of(settings)
+    hint = "evaluate with the settings its data was recorded with (gwp eval --dataset DIR)"
+    given = settings.state_names
+    if predictor.state_dim not in (0, len(given)):
+        raise ValueError(f"the policy reads a state of {predictor.state_dim} numbers; the {name} settings give "
+                         f"{len(given)} ({', '.join(given)}): {hint}")
+    missing = [camera for camera in predictor.cameras if camera not in settings.cameras]
+    sizes = sorted({"x".join(map(str, size)) for size in predictor.camera_sizes})
+    rendered = "x".join(map(str, settings.image_size))
+    if missing or sizes != [rendered]:
+        raise ValueError(f"the policy was trained on cameras {predictor.cameras} at {' and '.join(sizes)}; the {name} "
+                         f"settings render {list(settings.cameras)} at {rendered}: {hint}")
+    policy_view = replace(settings, cameras=tuple(predictor.cameras))
+    return lambda task: make_env(policy_view, task, max_steps)
 
 
 def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
@@ -218,9 +241,10 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
 
 def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_episodes: int = 5,
                       max_samples: int = 64, batch_size: int = 8, out_dir: str | Path | None = None,
-                      seed: int = 0, temperature: float = 1.0) -> dict[str, float]:
-    """Open-loop metrics (see `open_loop`, also for `temperature`) averaged over up to `max_samples` frames, evenly
-    spread over the last `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint was trained."""
+                      seed: int = 0, temperature: float = 1.0, num_steps: int | None = None) -> dict[str, float]:
+    """Open-loop metrics (see `open_loop`, also for `temperature` and `num_steps`) averaged over up to `max_samples`
+    frames, evenly spread over the last `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint
+    was trained."""
     from .data import DataConfig, LeRobotDataset, PolicyDataset
 
     embodiment = next(iter(policy.processors), None)
@@ -236,7 +260,7 @@ def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_ep
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         batch = torch.utils.data.default_collate([samples[int(i)] for i in chunk])
-        metrics, predicted = open_loop(policy, batch, generator=generator, temperature=temperature)
+        metrics, predicted = open_loop(policy, batch, num_steps, generator=generator, temperature=temperature)
         if start == 0 and predicted is not None and out_dir is not None:
             save_future_comparison(Path(out_dir) / "open_loop_future.png", batch["future_images"], predicted)
         for key, value in metrics.items():

@@ -1,7 +1,9 @@
-"""What a simulator (or a real robot) must offer to be evaluated closed-loop."""
+"""What a simulator (or a real robot) must offer to be evaluated closed-loop, and what a simulator must offer to
+record demonstrations and to be built by name (envs/registry.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,3 +44,37 @@ class Env(Protocol):
         """One camera's view now, (H, W, 3) uint8 (for rollout videos)."""
 
     def close(self) -> None: ...
+
+
+class EnvSettings(Protocol):
+    """One environment's settings: a frozen dataclass of its own (e.g. `MetaWorldSettings`) that checks its values
+    when it is built. `gwp collect` records it in the dataset and `gwp eval` rebuilds the environment from it. Generic
+    code reads only these fields; the rest belong to the environment."""
+
+    cameras: tuple[str, ...]  # the views an observation holds, in this order
+    image_size: tuple[int, int]  # (H, W) of every camera
+    fps: int  # frames per second of a recording
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The numbers of an observation's state (S,), named."""
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """The numbers of an action (A,), named."""
+
+
+class Simulator(Env, Protocol):
+    """An `Env` that the registry builds by name as `Simulator(task, settings, max_steps)` and that records
+    demonstrations. Its module imports the simulator itself only when an environment is built, so that the registry
+    imports without it."""
+
+    robot_type: str  # written into a recording's info.json
+
+    @staticmethod
+    def check_tasks(tasks: list[str]) -> None:
+        """Refuse, in one sentence that names them all, a list with any task the simulator does not have."""
+
+    def demonstrator(self, seed: int) -> Callable[[], np.ndarray]:
+        """The scripted expert of the current episode: each call gives the (A,) action to execute and record in the
+        state now. What it adds to the expert (e.g. action noise) is drawn from `seed`."""

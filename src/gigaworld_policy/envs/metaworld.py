@@ -7,26 +7,34 @@ down and are flipped. Offscreen rendering needs MUJOCO_GL=egl (or osmesa); we de
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import did_you_mean
-from .base import Observation, episode_seed
+from ..extras import require
+from .base import Observation
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# Meta-World's scripted experts warn at every step whose proportional command exceeds [-1, 1] (once per recorded
+# episode on the screen); the command is clipped as it is meant to be, so the warning says nothing to our users.
+warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning,
+                        module=r"metaworld\.policies")
 
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
 FLIPPED = {"corner", "corner2", "corner3", "corner4"}
 MOTION_DIMS = 3  # an action is the hand's (dx, dy, dz) then the gripper command
-COLLECTION_FILE = "metaworld_collection.json"  # in a recorded dataset's meta/: the settings it was recorded with
-# Recording settings added since the first datasets were recorded, with the value those were recorded with.
-COLLECTION_DEFAULTS = {"goal_marker_radius": None, "observe_goal": False, "action_noise": 0.0,
-                       "action_noise_correlation": 0.0}
 MT10 = ("reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3")
+# Before recordings held meta/environment.json (envs/recording.py) they held this file, and the first ones nothing.
+LEGACY_FILE = "metaworld_collection.json"
+LEGACY_SETTINGS = ("cameras", "image_size", "goal_marker_radius", "observe_goal", "action_noise",
+                   "action_noise_correlation")
+LEGACY_RUN = ("tasks", "episodes", "seed", "max_steps", "experts")
 
 # One instruction per task; the name says what to do, the sentence says it to a language model.
 INSTRUCTIONS = {
@@ -49,131 +57,6 @@ INSTRUCTIONS = {
     "handle-press-v3": "press the handle down",
     "lever-pull-v3": "pull the lever up",
 }
-
-
-def state_names(observe_goal: bool = False) -> tuple[str, ...]:
-    """The numbers in a `MetaWorldEnv` state: hand xyz and gripper opening, then the goal's xyz with `observe_goal`."""
-    return ("x", "y", "z", "gripper") + (("goal_x", "goal_y", "goal_z") if observe_goal else ())
-
-
-def check_tasks(tasks: list[str]) -> None:
-    """Refuse a list with any name Meta-World does not have, naming them all, before a run starts (a run that met
-    each name only when it came to it would have run and written the tasks before it)."""
-    import metaworld
-
-    known = list(metaworld.ALL_V3_ENVIRONMENTS)
-    unknown = [task for task in tasks if task not in known]
-    if not tasks or unknown:
-        named = ", ".join(repr(task) + did_you_mean(task, known) for task in unknown)
-        raise ValueError((f"unknown Meta-World task{'s' * (len(unknown) > 1)} {named}" if unknown else "no task given")
-                         + f"; Meta-World has {len(known)}, e.g. {known[:5]}")
-
-
-def instruction(task: str) -> str:
-    """The language instruction of a Meta-World task (a readable fallback from its name)."""
-    return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
-
-
-class MetaWorldEnv:
-    """One Meta-World task (an `Env`). `reset(seed)` draws the object/goal positions from `seed` (reproducible).
-    Observations: the chosen cameras, state = hand xyz + gripper opening (obs[:4]).
-
-    The state leaves out where the goal is, and Meta-World draws it as a 2 cm sphere, one pixel or less in a 64x64
-    view, so an image policy can hardly find where to reach, push or place. Two ways to show it, both off by default
-    and both to be used alike in demonstrations and evaluation:
-    - `goal_marker_radius` (metres) draws that sphere larger; it changes only the picture (the marker has no
-      collision). None keeps Meta-World's own marker.
-    - `observe_goal` appends the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks give it
-      to state-based policies (obs[36:39]): no longer a pure image policy, so name it when reporting."""
-
-    action_dim = 4
-
-    def __init__(self, task: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
-                 image_size: tuple[int, int] = (96, 96), max_steps: int = 500,
-                 goal_marker_radius: float | None = None, observe_goal: bool = False):
-        import metaworld
-        import mujoco
-
-        check_tasks([task])
-        for camera in cameras:
-            if camera not in CAMERAS:
-                raise ValueError(f"unknown camera {camera!r}; Meta-World has {list(CAMERAS)}")
-        if goal_marker_radius is not None and not goal_marker_radius > 0:
-            raise ValueError(f"goal_marker_radius must be a positive number of metres, got {goal_marker_radius}")
-        self.task, self.cameras, self.image_size, self.max_steps = task, tuple(cameras), image_size, max_steps
-        self.observe_goal = observe_goal
-        benchmark = metaworld.MT1(task, seed=0)
-        self.env = benchmark.train_classes[task]()
-        self.env.set_task(benchmark.train_tasks[0])
-        self.env.max_path_length = max_steps
-        # Draw a fresh object/goal layout from the reset seed instead of the frozen benchmark one.
-        self.env._freeze_rand_vec = False
-        self.env.seeded_rand_vec = True
-        if goal_marker_radius is not None:
-            self._draw_goal(goal_marker_radius)
-        self.env.model.vis.quality.offsamples = 0
-        self.renderer = mujoco.Renderer(self.env.model, *image_size)
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                     mujoco.mjtRndFlag.mjRND_SKYBOX):
-            self.renderer.scene.flags[flag] = False
-        self._obs: np.ndarray | None = None
-        self.steps = 0
-
-    def _draw_goal(self, radius: float) -> None:
-        import mujoco
-
-        goal = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
-        if goal >= 0 and self.env.model.site_type[goal] == mujoco.mjtGeom.mjGEOM_SPHERE:  # not in e.g. button tasks
-            self.env.model.site_size[goal, 0] = radius
-
-    @property
-    def goal(self) -> np.ndarray:
-        """(3,) where the task's goal is this episode (in the policy's state only with `observe_goal`)."""
-        return np.array(self.env._target_pos, dtype=np.float64)
-
-    @property
-    def raw_observation(self) -> np.ndarray:
-        """(39,) Meta-World's own observation: hand xyz, gripper, first object xyz + quaternion, ..., goal xyz (the
-        policy sees the first 4, and the last 3 with `observe_goal`)."""
-        return self._obs.copy()
-
-    def render(self, camera: str) -> np.ndarray:
-        self.renderer.update_scene(self.env.data, camera=camera)
-        image = self.renderer.render()
-        return np.ascontiguousarray(image[::-1, ::-1]) if camera in FLIPPED else image.copy()
-
-    def observe(self) -> Observation:
-        images = {camera: self.render(camera) for camera in self.cameras}
-        state = np.concatenate([self._obs[:4], self._obs[36:39]]) if self.observe_goal else self._obs[:4]
-        return Observation(images, state.astype(np.float32), instruction(self.task))
-
-    def reset(self, seed: int) -> Observation:
-        self.env.seed(seed)  # Meta-World ignores reset(seed=...); its layout comes from the env's own RNG
-        self._obs, _ = self.env.reset()
-        self.steps = 0
-        return self.observe()
-
-    def step(self, action: np.ndarray) -> tuple[bool, bool]:
-        """action (4,) in [-1, 1] -> (success, done)."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.action_dim,) or not np.isfinite(action).all():
-            raise ValueError(f"Meta-World action must be 4 finite numbers, got {action}")
-        self._obs, _, terminated, truncated, info = self.env.step(np.clip(action, -1, 1))
-        self.steps += 1
-        success = bool(info["success"])
-        return success, success or terminated or truncated or self.steps >= self.max_steps
-
-    def expert_action(self) -> np.ndarray:
-        """The scripted expert's action for the current state, clipped to the action space as executed."""
-        from metaworld.policies import ENV_POLICY_MAP
-
-        if not hasattr(self, "_expert"):
-            self._expert = ENV_POLICY_MAP[self.task]()
-        return np.clip(self._expert.get_action(self._obs), -1, 1).astype(np.float32)
-
-    def close(self) -> None:
-        self.renderer.close()
-        self.env.close()
 
 
 class ActionNoise:
@@ -207,6 +90,173 @@ class ActionNoise:
         return current
 
 
+@dataclass(frozen=True)
+class MetaWorldSettings:
+    """How a Meta-World environment looks and how its demonstrations are recorded. `gwp collect metaworld` records
+    these in the dataset and `gwp eval --dataset` rebuilds the same environment from them.
+
+    Meta-World keeps the goal out of the state and draws it as a 2 cm sphere, one pixel or less in a 64x64 view, so an
+    image policy can hardly find where to reach, push or place. `goal_marker_radius` draws it larger (the marker has
+    no collision: only the picture changes); `observe_goal` puts it in the state as Meta-World's multi-task
+    benchmarks give it to state-based policies, so the policy is no longer image-only (name it when reporting).
+    `action_noise` makes a scripted expert's future depend on its actions, as a teleoperator's does (`ActionNoise`)."""
+
+    cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV")
+    """views in this order, of corner, corner2, corner3, corner4, topview, behindGripper, gripperPOV"""
+    image_size: tuple[int, int] = (96, 96)
+    """HEIGHT WIDTH of every camera, in pixels"""
+    fps: int = 10
+    """frames per second written into a recording"""
+    goal_marker_radius: float | None = None
+    """draw the goal sphere this large, in metres, e.g. 0.05 (only the picture changes; None: Meta-World's 2 cm)"""
+    observe_goal: bool = False
+    """append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks observe it"""
+    action_noise: float = 0.0
+    """std of noise executed and recorded on the expert's hand motion, e.g. 0.5 (demonstrations; see ActionNoise)"""
+    action_noise_correlation: float = 0.0
+    """step-to-step correlation of that noise in [0, 1), e.g. 0.9 for noise that drifts ~10 steps"""
+
+    def __post_init__(self) -> None:
+        unknown = [camera for camera in self.cameras if camera not in CAMERAS]
+        if not self.cameras or unknown:
+            named = ", ".join(repr(camera) + did_you_mean(camera, list(CAMERAS)) for camera in unknown)
+            raise ValueError(f"{'unknown camera ' + named if unknown else 'no camera given'}; Meta-World has "
+                             f"{list(CAMERAS)}")
+        if len(self.image_size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.image_size):
+            raise ValueError(f"image_size must be two positive whole numbers (height, width), got {self.image_size}")
+        if not (isinstance(self.fps, int) and self.fps > 0):
+            raise ValueError(f"fps must be a positive whole number, got {self.fps}")
+        if self.goal_marker_radius is not None and not self.goal_marker_radius > 0:
+            raise ValueError(f"goal_marker_radius must be a positive number of metres, got {self.goal_marker_radius}")
+        ActionNoise(self.action_noise, self.action_noise_correlation, MOTION_DIMS)  # its checks
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Hand xyz and gripper opening, then the goal's xyz with `observe_goal`."""
+        return ("x", "y", "z", "gripper") + (("goal_x", "goal_y", "goal_z") if self.observe_goal else ())
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return ("dx", "dy", "dz", "grip")
+
+
+def check_tasks(tasks: list[str]) -> None:
+    """Refuse a list with any name Meta-World does not have, naming them all, before a run starts (a run that met
+    each name only when it came to it would have run and written the tasks before it)."""
+    metaworld = require("metaworld", "the Meta-World simulator")
+    known = list(metaworld.ALL_V3_ENVIRONMENTS)
+    unknown = [task for task in tasks if task not in known]
+    if not tasks or unknown:
+        named = ", ".join(repr(task) + did_you_mean(task, known) for task in unknown)
+        raise ValueError((f"unknown Meta-World task{'s' * (len(unknown) > 1)} {named}" if unknown else "no task given")
+                         + f"; Meta-World has {len(known)}, e.g. {known[:5]}")
+
+
+def instruction(task: str) -> str:
+    """The language instruction of a Meta-World task (a readable fallback from its name)."""
+    return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
+
+
+class MetaWorldEnv:
+    """One Meta-World task (a `Simulator`) as `settings` describe it, episodes of at most `max_steps` steps.
+    `reset(seed)` draws the object/goal positions from `seed` (reproducible). Observations: the settings' cameras,
+    state = hand xyz + gripper opening (obs[:4]), and the goal's xyz (obs[36:39]) with `observe_goal`."""
+
+    action_dim = 4
+    robot_type = "sawyer"
+
+    def __init__(self, task: str, settings: MetaWorldSettings = MetaWorldSettings(), max_steps: int = 500):
+        metaworld = require("metaworld", "the Meta-World simulator")
+        mujoco = require("mujoco", "the Meta-World simulator")
+
+        check_tasks([task])
+        self.task, self.settings, self.max_steps = task, settings, max_steps
+        self.cameras = settings.cameras
+        benchmark = metaworld.MT1(task, seed=0)
+        self.env = benchmark.train_classes[task]()
+        self.env.set_task(benchmark.train_tasks[0])
+        self.env.max_path_length = max_steps
+        # Draw a fresh object/goal layout from the reset seed instead of the frozen benchmark one.
+        self.env._freeze_rand_vec = False
+        self.env.seeded_rand_vec = True
+        if settings.goal_marker_radius is not None:
+            self._draw_goal(settings.goal_marker_radius)
+        self.env.model.vis.quality.offsamples = 0
+        self.renderer = mujoco.Renderer(self.env.model, *settings.image_size)
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                     mujoco.mjtRndFlag.mjRND_SKYBOX):
+            self.renderer.scene.flags[flag] = False
+        self._obs: np.ndarray | None = None
+        self.steps = 0
+
+    @staticmethod
+    def check_tasks(tasks: list[str]) -> None:
+        check_tasks(tasks)
+
+    def _draw_goal(self, radius: float) -> None:
+        import mujoco
+
+        goal = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+        if goal >= 0 and self.env.model.site_type[goal] == mujoco.mjtGeom.mjGEOM_SPHERE:  # not in e.g. button tasks
+            self.env.model.site_size[goal, 0] = radius
+
+    @property
+    def goal(self) -> np.ndarray:
+        """(3,) where the task's goal is this episode (in the policy's state only with `observe_goal`)."""
+        return np.array(self.env._target_pos, dtype=np.float64)
+
+    @property
+    def raw_observation(self) -> np.ndarray:
+        """(39,) Meta-World's own observation: hand xyz, gripper, first object xyz + quaternion, ..., goal xyz (the
+        policy sees the first 4, and the last 3 with `observe_goal`)."""
+        return self._obs.copy()
+
+    def render(self, camera: str) -> np.ndarray:
+        self.renderer.update_scene(self.env.data, camera=camera)
+        image = self.renderer.render()
+        return np.ascontiguousarray(image[::-1, ::-1]) if camera in FLIPPED else image.copy()
+
+    def observe(self) -> Observation:
+        images = {camera: self.render(camera) for camera in self.cameras}
+        state = np.concatenate([self._obs[:4], self._obs[36:39]]) if self.settings.observe_goal else self._obs[:4]
+        return Observation(images, state.astype(np.float32), instruction(self.task))
+
+    def reset(self, seed: int) -> Observation:
+        self.env.seed(seed)  # Meta-World ignores reset(seed=...); its layout comes from the env's own RNG
+        self._obs, _ = self.env.reset()
+        self.steps = 0
+        return self.observe()
+
+    def step(self, action: np.ndarray) -> tuple[bool, bool]:
+        """action (4,) in [-1, 1] -> (success, done)."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_dim,) or not np.isfinite(action).all():
+            raise ValueError(f"Meta-World action must be 4 finite numbers, got {action}")
+        self._obs, _, terminated, truncated, info = self.env.step(np.clip(action, -1, 1))
+        self.steps += 1
+        success = bool(info["success"])
+        return success, success or terminated or truncated or self.steps >= self.max_steps
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action for the current state, clipped to the action space as executed."""
+        from metaworld.policies import ENV_POLICY_MAP
+
+        if not hasattr(self, "_expert"):
+            self._expert = ENV_POLICY_MAP[self.task]()
+        return np.clip(self._expert.get_action(self._obs), -1, 1).astype(np.float32)
+
+    def demonstrator(self, seed: int) -> Callable[[], np.ndarray]:
+        """The expert with the settings' `ActionNoise`, drawn from `seed`, on its hand motion (see
+        `noisy_expert_action`): how demonstrations are recorded."""
+        noise = ActionNoise(self.settings.action_noise, self.settings.action_noise_correlation, MOTION_DIMS)
+        noise.start(seed)
+        return lambda: noisy_expert_action(self, noise)
+
+    def close(self) -> None:
+        self.renderer.close()
+        self.env.close()
+
+
 def noisy_expert_action(env: MetaWorldEnv, noise: ActionNoise) -> np.ndarray:
     """(4,) the expert's action with the next `noise` on its hand motion, clipped to [-1, 1]; the gripper command
     stays the expert's. How demonstrations are recorded (see `collect`)."""
@@ -215,83 +265,26 @@ def noisy_expert_action(env: MetaWorldEnv, noise: ActionNoise) -> np.ndarray:
     return action
 
 
-def collect(tasks: list[str], episodes: int, out: str, cameras: tuple[str, ...] = ("corner", "corner2", "gripperPOV"),
-            image_size: tuple[int, int] = (96, 96), seed: int = 0, max_steps: int = 500, fps: int = 10,
-            progress: bool = True, goal_marker_radius: float | None = None, observe_goal: bool = False,
-            action_noise: float = 0.0, action_noise_correlation: float = 0.0) -> dict:
-    """Record `episodes` successful expert demonstrations per task into a new LeRobot dataset at `out`
-    (`goal_marker_radius`, `observe_goal`: see `MetaWorldEnv`), with the settings in meta/COLLECTION_FILE.
+def legacy_recording(dataset: Path, info: dict) -> dict | None:
+    """The recording (in envs/recording.py's form) of a Meta-World dataset made before recordings held
+    meta/environment.json: from its meta/LEGACY_FILE, or, for the first recordings, which wrote none, from info.json
+    (`info`) alone; a setting the file lacks takes the value those recordings were made with. None for a dataset that
+    Meta-World did not record."""
+    from ..config import read_json
+    from ..data.lerobot_meta import camera_size
 
-    With `action_noise` > 0 the expert's hand motions (dx, dy, dz) get `ActionNoise` of that std and
-    `action_noise_correlation` before they are clipped to [-1, 1], executed and recorded: the dataset holds what the
-    arm was commanded. The gripper command stays the expert's: noise there drops objects rather than varying motion.
-
-    Each attempt's layout and noise come from `episode_seed(seed, task number, attempt)`; failed attempts are
-    dropped and retried. Returns the success rate of the expert per task."""
-    from tqdm import tqdm
-
-    from ..data.lerobot import LeRobotDatasetWriter
-
-    noise = ActionNoise(action_noise, action_noise_correlation, MOTION_DIMS)  # checked before anything is written
-    height, width = image_size
-    features = {f"observation.images.{c}": {"dtype": "video", "shape": [height, width, 3]} for c in cameras}
-    names = state_names(observe_goal)
-    features["observation.state"] = {"dtype": "float32", "shape": [len(names)], "names": list(names)}
-    features["action"] = {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "grip"]}
-    report = {}
-    with LeRobotDatasetWriter.create(out, fps=fps, features=features, robot_type="sawyer") as writer:
-        bar = tqdm(total=episodes * len(tasks), desc="collecting", unit="episode", disable=not progress)
-        for task_number, task in enumerate(tasks):
-            env = MetaWorldEnv(task, cameras, image_size, max_steps, goal_marker_radius, observe_goal)
-            kept = attempts = 0
-            while kept < episodes:
-                if attempts >= 3 * episodes + 10:
-                    hint = f" with action noise of std {action_noise:g}: use less" if action_noise else ""
-                    raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts{hint}")
-                attempt_seed = episode_seed(seed, task_number, attempts)
-                observation = env.reset(attempt_seed)
-                noise.start(attempt_seed)
-                attempts += 1
-                while True:
-                    action = noisy_expert_action(env, noise)
-                    writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in cameras},
-                                      "observation.state": observation.state, "action": action,
-                                      "task": observation.task})
-                    success, done = env.step(action)
-                    if done:
-                        break
-                    observation = env.observe()
-                if success:
-                    writer.save_episode()
-                    kept += 1
-                    bar.update()
-                else:
-                    writer.discard_episode()
-            env.close()
-            report[task] = {"episodes": kept, "attempts": attempts, "expert_success_rate": kept / attempts}
-        bar.close()
-        settings = {"tasks": list(tasks), "episodes": episodes, "cameras": list(cameras),
-                    "image_size": list(image_size), "seed": seed, "max_steps": max_steps,
-                    "goal_marker_radius": goal_marker_radius, "observe_goal": observe_goal,
-                    "action_noise": action_noise, "action_noise_correlation": action_noise_correlation,
-                    "experts": report}
-        writer.finalize(extra_meta={COLLECTION_FILE: settings})
-    return report
-
-
-def collection_settings(dataset: str | os.PathLike) -> dict:
-    """The settings `collect` recorded the dataset at `dataset` with; a setting that an older recording's file lacks
-    (or the whole file) takes the value such recordings were made with (COLLECTION_DEFAULTS)."""
-    meta = Path(dataset) / "meta"
-    if not meta.is_dir():
-        raise FileNotFoundError(f"{dataset} is not a recorded dataset: it has no meta/ folder")
-    settings = meta / COLLECTION_FILE
-    if not settings.exists():
-        return dict(COLLECTION_DEFAULTS)
-    try:
-        recorded = json.loads(settings.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{settings} is not valid JSON ({error}): expected the settings `collect` wrote") from None
+    legacy = dataset / "meta" / LEGACY_FILE
+    if not legacy.exists() and info.get("robot_type") != MetaWorldEnv.robot_type:
+        return None
+    cameras = [key.removeprefix("observation.images.") for key in info["features"]
+               if key.startswith("observation.images.")]
+    found = {"cameras": cameras, "fps": info["fps"],
+             "observe_goal": info["features"].get("observation.state", {}).get("shape") == [7]}
+    if cameras:
+        spec = info["features"][f"observation.images.{cameras[0]}"]
+        found["image_size"] = list(camera_size(spec, str(dataset / "meta" / "info.json")))
+    recorded = read_json(legacy) if legacy.exists() else {}
     if not isinstance(recorded, dict):
-        raise ValueError(f"{settings} holds a {type(recorded).__name__}: expected the settings object `collect` wrote")
-    return COLLECTION_DEFAULTS | recorded
+        raise ValueError(f"{legacy} holds a {type(recorded).__name__}: expected the settings object `collect` wrote")
+    settings = found | {key: recorded[key] for key in LEGACY_SETTINGS if key in recorded}
+    return {"env": "metaworld", "settings": settings} | {key: recorded[key] for key in LEGACY_RUN if key in recorded}
