@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .atomic import write_text_atomically
-from .data.composite import to_uint8
+from .data.composite import to_model_range, to_uint8
 from .envs.base import Env, EnvSettings, episode_seed
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
@@ -97,10 +97,10 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
                 if record:
                     save_rollout(out_dir / "videos" / f"{task}-seed{result.seed}", frames)
                 if comparison and comparison["real"]:
-                    real = torch.from_numpy(np.stack(comparison["real"])).permute(0, 3, 1, 2).float() / 127.5 - 1
-                    pred = torch.from_numpy(comparison["predicted"][: len(real)]).permute(0, 3, 1, 2).float()
+                    real = to_model_range(torch.from_numpy(np.stack(comparison["real"])))
+                    pred = to_model_range(torch.from_numpy(comparison["predicted"][: len(real)]))
                     save_future_comparison(out_dir / "videos" / f"{task}-seed{result.seed}-future.png",
-                                           real[None], pred[None] / 127.5 - 1)
+                                           real[None], pred[None])
                 bar.update()
                 bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
         finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import did_you_mean
+from ..data.lerobot import IMAGE_PREFIX
 from ..extras import require
 from .base import Observation
 
@@ -276,12 +277,12 @@ def legacy_recording(dataset: Path, info: dict) -> dict | None:
     legacy = dataset / "meta" / LEGACY_FILE
     if not legacy.exists() and info.get("robot_type") != MetaWorldEnv.robot_type:
         return None
-    cameras = [key.removeprefix("observation.images.") for key in info["features"]
-               if key.startswith("observation.images.")]
+    cameras = [key.removeprefix(IMAGE_PREFIX) for key in info["features"]
+               if key.startswith(IMAGE_PREFIX)]
     found = {"cameras": cameras, "fps": info["fps"],
              "observe_goal": info["features"].get("observation.state", {}).get("shape") == [7]}
     if cameras:
-        spec = info["features"][f"observation.images.{cameras[0]}"]
+        spec = info["features"][IMAGE_PREFIX + cameras[0]]
         found["image_size"] = list(camera_size(spec, str(dataset / "meta" / "info.json")))
     recorded = read_json(legacy) if legacy.exists() else {}
     if not isinstance(recorded, dict):

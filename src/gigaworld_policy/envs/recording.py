@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import read_json
+from ..data.lerobot import IMAGE_PREFIX
 from .base import EnvSettings, episode_seed
 from .registry import environment, make_env, name_of, settings_from_dict, settings_to_dict
 
@@ -81,7 +82,7 @@ def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | o
     simulator = environment(name).simulator
     simulator.check_tasks(tasks)  # all of them before anything is written
     height, width = settings.image_size
-    features = {f"observation.images.{c}": {"dtype": "video", "shape": [height, width, 3]} for c in settings.cameras}
+    features = {IMAGE_PREFIX + c: {"dtype": "video", "shape": [height, width, 3]} for c in settings.cameras}
     features["observation.state"] = {"dtype": "float32", "shape": [len(settings.state_names)],
                                      "names": list(settings.state_names)}
     features["action"] = {"dtype": "float32", "shape": [len(settings.action_names)],
@@ -103,7 +104,7 @@ def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | o
                 attempts += 1
                 while True:
                     action = expert()
-                    writer.add_frame({**{f"observation.images.{c}": observation.images[c] for c in settings.cameras},
+                    writer.add_frame({**{IMAGE_PREFIX + c: observation.images[c] for c in settings.cameras},
                                       "observation.state": observation.state, "action": action,
                                       "task": observation.task})
                     success, done = env.step(action)

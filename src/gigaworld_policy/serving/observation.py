@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.lerobot import IMAGE_PREFIX
 from ..envs.base import Observation
 
-IMAGE_PREFIXES = ("observation.images.", "observation/images/", "observation/")
+IMAGE_PREFIXES = (IMAGE_PREFIX, "observation/images/", "observation/")
 STATE_KEYS = ("observation.state", "observation/state", "state")
 TASK_KEYS = ("task", "prompt")
 # Limits of a request, announced in the server's metadata. Three float32 camera views of 640x480 take 11 MB; a 200 MB
