@@ -7,8 +7,7 @@ async: it keeps executing the current chunk and switches to the new one where it
 request carries the actions executed meanwhile, which the new chunk continues; see gigaworld_policy.execution), it
 runs `--episodes` held-out seeds per task and measures success and smoothness (mean |a_t - a_{t-1}| where chunks
 meet against within chunks, and the largest jump), and the decoding time with and without a prefix. Writes
-OUT/realtime.json and the section "realtime NAME" of docs/RESULTS.md. Meta-World only: its hold-still action is
-no hand motion with the gripper command kept.
+OUT/realtime.json and the section "realtime NAME" of docs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -33,11 +32,6 @@ from gigaworld_policy.studies.statistics import wilson_interval
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hold_still(action: np.ndarray) -> np.ndarray:
-    """Meta-World: no hand motion, the gripper command kept."""
-    return np.concatenate([np.zeros(3, dtype=action.dtype), action[3:]])
-
-
 def episode(predictor: Predictor, env, seed: int, execute_steps: int, delay: int, execution: str) -> dict:
     """One episode; the sampling noise is drawn from `seed`, as in gwp eval."""
     generator = torch.Generator().manual_seed(seed)
@@ -49,7 +43,7 @@ def episode(predictor: Predictor, env, seed: int, execute_steps: int, delay: int
     def predict(observation, prefix):
         return predictor.predict(observation, generator=generator, action_prefix=prefix)["actions"]
 
-    chunks = DelayedChunks(predict, execute_steps, delay, execution, hold_still)
+    chunks = DelayedChunks(predict, execute_steps, delay, execution, env.hold_action)
     actions, starts, success, done = [], [], False, False
     while not done:
         action, first = chunks.act(observe)

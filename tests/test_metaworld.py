@@ -282,6 +282,14 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     executed = envs[0].actions
     again = closed_loop(predictor, make_env, ["reach-v3"], episodes=2, seed=1000, execute_steps=4, progress=False)
     assert again["results"] == report["results"] and np.array_equal(np.stack(envs[1].actions), np.stack(executed))
+    # With 2 steps of inference latency, sync execution holds the robot still (hand motion 0, gripper kept) after each
+    # chunk's 4 actions.
+    closed_loop(predictor, make_env, ["reach-v3"], episodes=1, seed=1000, execute_steps=4, progress=False,
+                delay_steps=2, execution="sync")
+    delayed = np.stack(envs[-1].actions)
+    assert len(delayed) > 6
+    assert np.array_equal(delayed[4:6], np.stack([MetaWorldEnv.hold_action(delayed[3])] * 2))
+    assert np.allclose(delayed[4:6, :3], 0) and not np.allclose(delayed[6, :3], 0)
     row = report["tasks"]["reach-v3"]
     assert row["episodes"] == 2 and 0 <= row["success_rate"] <= 1 and row["mean_length"] <= 12
     assert 0 <= row["ci95"][0] <= row["success_rate"] <= row["ci95"][1] <= 1

@@ -176,6 +176,11 @@ class Eval(Generic[Settings]):
     out: str = "outputs/eval"
     video: bool = False
     """also decode and save predicted future frames"""
+    delay_steps: int = 0
+    """control steps a chunk takes to compute (simulated inference latency)"""
+    execution: Literal["sync", "async", "rtc"] = "sync"
+    """meanwhile the robot holds still (sync), keeps executing the current chunk (async), or does so and the request
+    carries those actions for the policy to continue (rtc: real-time chunking)"""
 
 
 def _eval(command: Eval) -> None:
@@ -194,7 +199,8 @@ def _eval(command: Eval) -> None:
     ENVIRONMENTS[name_of(settings)].simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
     predictor = command.sampling.predictor(command.load)
     report = closed_loop(predictor, env_maker(predictor, settings, command.max_steps), tasks, command.episodes,
-                         command.seed, command.execute_steps, command.out, with_video=command.video)
+                         command.seed, command.execute_steps, command.out, with_video=command.video,
+                         delay_steps=command.delay_steps, execution=command.execution)
     print(report_markdown(report))
     print(f"wrote {command.out}/eval.json and eval.md")
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from .atomic import write_text_atomically
 from .data.composite import to_model_range, to_uint8
 from .envs.base import Env, EnvSettings, episode_seed
+from .execution import DelayedChunks
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
 
@@ -34,38 +35,49 @@ class EpisodeResult:
 
 
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
-            with_video: bool = False) -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
+            with_video: bool = False, delay_steps: int = 0,
+            execution: str = "sync") -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
     """One episode. Returns its result, the frames of `camera` (for a rollout video), and with_video the
     predicted vs real future frames of the first plan ({"predicted": (F,H,W,3), "real": [...]}). The sampling noise
-    is drawn from `seed` too, so an episode is a pure function of the policy and its seed."""
-    observation = env.reset(seed)
+    is drawn from `seed` too, so an episode is a pure function of the policy and its seed. `delay_steps` control
+    steps pass while a chunk is computed, and `execution` says what the robot does meanwhile (see execution.py;
+    with 0, the default, every execution is the plain rollout); sync execution holds the robot still with the
+    environment's `hold_action`."""
+    start_observation = {"now": env.reset(seed)}
     generator = torch.Generator().manual_seed(seed)
     result = EpisodeResult(env.task, seed, False, 0)
-    frames = [observation.images[camera]] if camera else []
+    frames = [start_observation["now"].images[camera]] if camera else []
     composites, first_plan = [], None
     stride = predictor.policy.config.future_stride
-    done = False
-    while not done:
+
+    def observe():  # the cameras are rendered only when the policy looks
+        return start_observation.pop("now") if start_observation else env.observe()
+
+    def plan(observation, prefix):
+        nonlocal first_plan
         decode_video = with_video and first_plan is None
         start = time.perf_counter()
-        prediction = predictor.predict(observation, with_video=decode_video, generator=generator)
+        prediction = predictor.predict(observation, with_video=decode_video, generator=generator,
+                                       action_prefix=prefix)
         if not decode_video:  # latency is that of action-only decoding, as deployed
             result.latencies_ms.append((time.perf_counter() - start) * 1e3)
         if "video" in prediction:
-            first_plan = {"predicted": prediction["video"], "start": result.length}
-        for executed, action in enumerate(prediction["actions"][:execute_steps]):
-            if first_plan and result.length <= first_plan["start"] + stride * len(first_plan["predicted"]):
-                # the real frames the first plan's predicted future is compared with
-                composites.append(predictor.composite_uint8(env.observe() if executed else observation))
-            success, done = env.step(action)
-            result.length += 1
-            result.success |= success
-            if camera:
-                frames.append(env.render(camera))
-            if done:
-                break
-        if not done:  # the cameras are rendered once per plan: the policy sees only the first frame of each
-            observation = env.observe()
+            first_plan = {"predicted": prediction["video"], "start": result.length, "observation": observation}
+        return prediction["actions"]
+
+    chunks = DelayedChunks(plan, execute_steps, delay_steps, execution, env.hold_action)
+    done = False
+    while not done:
+        action, _ = chunks.act(observe)
+        if first_plan and result.length <= first_plan["start"] + stride * len(first_plan["predicted"]):
+            # the real frames the first plan's predicted future is compared with
+            now = first_plan.pop("observation") if "observation" in first_plan else env.observe()
+            composites.append(predictor.composite_uint8(now))
+        success, done = env.step(action)
+        result.length += 1
+        result.success |= success
+        if camera:
+            frames.append(env.render(camera))
     comparison = None
     if first_plan is not None:
         wanted = [first_plan["start"] + stride * (k + 1) for k in range(len(first_plan["predicted"]))]
@@ -76,7 +88,8 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
 
 def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], episodes: int, seed: int = 1000,
                 execute_steps: int | None = None, out_dir: str | Path | None = None, videos_per_task: int = 1,
-                with_video: bool = False, progress: bool = True) -> dict:
+                with_video: bool = False, progress: bool = True, delay_steps: int = 0,
+                execution: str = "sync") -> dict:
     """Evaluate on `episodes` seeds per task, `episode_seed(seed, task_number, e)` (disjoint from the
     demonstration seeds `gwp collect` uses with its default base seed 0, below 1000 attempts per task)."""
     from tqdm import tqdm
@@ -92,7 +105,7 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
                 record = out_dir is not None and e < videos_per_task
                 camera = predictor.cameras[0] if record else None
                 result, frames, comparison = rollout(predictor, env, episode_seed(seed, number, e), execute_steps,
-                                                     camera, with_video and record)
+                                                     camera, with_video and record, delay_steps, execution)
                 results.append(result)
                 if record:
                     save_rollout(out_dir / "videos" / f"{task}-seed{result.seed}", frames)

@@ -43,6 +43,9 @@ class Env(Protocol):
     def render(self, camera: str) -> np.ndarray:
         """One camera's view now, (H, W, 3) uint8 (for rollout videos)."""
 
+    def hold_action(self, last_action: np.ndarray) -> np.ndarray:
+        """The action that keeps the robot still after `last_action` (evaluation under latency, sync execution)."""
+
     def close(self) -> None: ...
 
 

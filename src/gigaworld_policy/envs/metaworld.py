@@ -228,6 +228,11 @@ class MetaWorldEnv:
         self.steps = 0
         return self.observe()
 
+    @staticmethod
+    def hold_action(last_action: np.ndarray) -> np.ndarray:
+        """The action that keeps the robot still after `last_action`: no hand motion, the gripper command kept."""
+        return np.concatenate([np.zeros(3, dtype=np.asarray(last_action).dtype), np.asarray(last_action)[3:]])
+
     def step(self, action: np.ndarray) -> tuple[bool, bool]:
         """action (4,) in [-1, 1] -> (success, done)."""
         action = np.asarray(action, dtype=np.float64)
