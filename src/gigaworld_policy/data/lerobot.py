@@ -330,6 +330,7 @@ class LeRobotDataset:
             Episode(int(r["episode_index"]), int(r["dataset_from_index"]), int(r["length"]), tuple(r["tasks"]))
             for r in self.episodes_table.to_pylist()
         ]
+        self._episode_start = {e.index: e.start for e in self.episodes}
         tasks = self._read_parquets([self.root / "meta" / "tasks.parquet"], "meta/tasks").to_pandas()
         self.tasks = [str(t) for t in tasks.sort_values("task_index").index]
         self.stats = read_stats(self.root)
@@ -453,7 +454,7 @@ class LeRobotDataset:
         """Frames (N, H, W, 3) uint8 of `camera` ('observation.images.<name>' or '<name>') in `episode`."""
         key = self.camera_key(camera)
         if key in self._images:
-            start = next(e.start for e in self.episodes if e.index == episode)
+            start = self._episode_start[episode]
             return np.stack([self._decode_image(key, start + int(i)) for i in frame_indices])
         path, start = self._video_segments[key][episode]
         return self._decoder.decode(path, start + np.asarray(frame_indices) / self.fps, self.fps)

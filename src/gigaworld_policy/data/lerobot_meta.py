@@ -6,7 +6,6 @@ forward pass (an `fps` that disagrees with the videos, for one, would otherwise 
 
 from __future__ import annotations
 
-import json
 import os
 from numbers import Real
 from pathlib import Path
@@ -14,18 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import read_json
+
 CAMERA_DTYPES = ("video", "image")  # "image": PNG bytes in the parquet files (LeRobot's use_videos=False)
 V21_CONVERT_HINT = "convert it with `gwp convert lerobot-v21 SRC DST`"
-
-
-def read_json(path: Path) -> Any:
-    """The parsed JSON file at `path`; a missing file raises FileNotFoundError, garbage a ValueError naming it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset file is missing: {path}")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
 
 
 def info_path(root: str | os.PathLike) -> Path:

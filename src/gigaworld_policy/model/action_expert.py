@@ -20,11 +20,20 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ..config import ActionExpertConfig, WanConfig
-from .wan import KV, ConditionEmbedder, Rope, TextContext, TransformerBlock, attention, modulated_norm, with_past
+from .wan import (
+    KV,
+    ConditionEmbedder,
+    Rope,
+    TextContext,
+    TransformerBlock,
+    attention,
+    call_block,
+    modulated_norm,
+    with_past,
+)
 
 EXPERT_BLOCKS = ("action",)  # the layout blocks whose tokens go through the action expert
 
@@ -88,9 +97,6 @@ def run_joint_blocks(streams: list[Stream], text: TextContext, self_mask, past_k
         layer = [s._replace(x=x) for s, x in zip(streams, xs, strict=True)]
         args = ([s.blocks[i] for s in streams], layer, text.kv[i], text.mask, self_mask,
                 None if past_kv is None else past_kv[i])
-        if checkpointing and torch.is_grad_enabled():
-            xs, kv = torch.utils.checkpoint.checkpoint(joint_block, *args, use_reentrant=False)
-        else:
-            xs, kv = joint_block(*args)
+        xs, kv = call_block(joint_block, args, checkpointing)
         new_kv.append(kv)
     return xs, new_kv

@@ -258,13 +258,16 @@ def run_blocks(
     new_kv = []
     for i, block in enumerate(blocks):
         past = None if past_kv is None else past_kv[i]
-        args = (x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past)
-        if checkpointing and torch.is_grad_enabled():
-            x, kv = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
-        else:
-            x, kv = block(*args)
+        x, kv = call_block(block, (x, modulation, groups, rope, text.kv[i], text.mask, self_mask, past), checkpointing)
         new_kv.append(kv)
     return x, new_kv
+
+
+def call_block(block, args: tuple, checkpointing: bool):
+    """block(*args); with `checkpointing` (and gradients on) its activations are recomputed in backward."""
+    if checkpointing and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def modulated_norm(x: Tensor, table: Tensor, temb: Tensor, groups: Tensor, eps: float) -> Tensor:
