@@ -16,6 +16,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -34,6 +35,7 @@ class DemoConfig:
     env: tyro.conf.OmitArgPrefixes[MetaWorldSettings] = MetaWorldSettings(image_size=(64, 64))
     """the environment the demonstrations are recorded in and the policy is evaluated in"""
     preset: str = "small"
+    observation_encoder: Literal["patch", "cnn"] = "patch"  # how the policy sees the current image
     train_minutes: float = 40.0
     max_steps: int = 100_000  # training steps, if time allows
     batch_size: int = 8
@@ -94,6 +96,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     result = train(TrainConfig(dataset=(str(data),), preset=cfg.preset, steps=cfg.max_steps, resume=resume,
                                max_minutes=cfg.train_minutes, output_dir=str(run_dir), batch_size=cfg.batch_size,
                                num_workers=1, save_every=1000, log_every=25, seed=cfg.seed,
+                               observation_encoder=cfg.observation_encoder,
                                # the step count is set by the time budget, so no decay schedule to fit it
                                optim=OptimConfig(lr=cfg.lr, warmup_steps=200, schedule="constant")))
     timings["train_min"] = (time.monotonic() - start) / 60
