@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-OPTIONAL = ("metaworld", "mujoco", "diffusers", "websockets", "msgpack", "scipy", "matplotlib")
+OPTIONAL = ("metaworld", "mujoco", "diffusers", "websockets", "msgpack", "scipy", "matplotlib", "peft")
 # As if none of the extras were installed: importing any of these modules fails as a missing package does.
 WITHOUT_EXTRAS = f"import sys; sys.path.insert(0, {str(TESTS)!r}); sys.modules.update(dict.fromkeys({OPTIONAL!r})); "
 
@@ -38,6 +38,8 @@ print("trained without extras")
     ("import gigaworld_policy.serving.server", "serve"),
     ("from gigaworld_policy.serving.client import PolicyClient", "serve"),
     ("from gigaworld_policy.encoders.wan_vae import WanVAECodec; WanVAECodec.random_wan22()", "wan"),
+    ("from gigaworld_policy import GigaWorldPolicy, PolicyConfig; from gigaworld_policy.model.lora import add_lora; "
+     "add_lora(GigaWorldPolicy(PolicyConfig.preset('tiny')), 4, 4, ('init', 'base'))", "lora"),
 ])
 def test_what_needs_an_extra_names_it(code, extra):
     done = run_without_extras(code)

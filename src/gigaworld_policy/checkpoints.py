@@ -70,7 +70,7 @@ def resume_policy(output_dir: Path, folder: Path) -> GigaWorldPolicy:
     checkpoint stops the run before anything is written, with a way to resume from an earlier one."""
     try:
         _check_training_state(folder / TRAINING_STATE)
-        return GigaWorldPolicy.from_pretrained(folder)
+        return GigaWorldPolicy.from_pretrained(folder, merge_lora=False)
     except (ValueError, FileNotFoundError) as error:
         last = output_dir / CHECKPOINTS / "last"
         earlier = [p.name for p in _step_folders(folder.parent) if int(p.name) < int(folder.name)]

@@ -62,12 +62,15 @@ class Checkpoint:
     """'minilm' or a umT5 folder, e.g. Wan2.2's text_encoder/ (its tokenizer in it or in a sibling tokenizer/)"""
     vae: str | None = None
     """Wan2.2 VAE folder, for a policy whose codec is wan_vae"""
+    lora_base: str | None = None
+    """the base weights a LoRA checkpoint applies to (None: the folder it records)"""
 
     def policy(self):
         """The policy, ready to run (`inference.load_checkpoint`)."""
         from .inference import load_checkpoint
 
-        return load_checkpoint(self.checkpoint, not self.raw_weights, text_encoder=self.text_encoder, vae=self.vae)
+        return load_checkpoint(self.checkpoint, not self.raw_weights, text_encoder=self.text_encoder, vae=self.vae,
+                               lora_base=self.lora_base)
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,24 @@ def _convert_lerobot_v21(command: ConvertLeRobotV21) -> None:
     print(f"wrote {path}")
 
 
+@dataclass(frozen=True)
+class MergeLora:
+    """A LoRA checkpoint merged into its base weights, written as an ordinary checkpoint folder (full weights)."""
+
+    checkpoint: str
+    """a LoRA checkpoint folder (with lora.json), e.g. OUT/checkpoints/last"""
+    out: str
+    """the merged checkpoint folder"""
+    lora_base: str | None = None
+    """the base weights it applies to (None: the folder it records)"""
+
+
+def _merge_lora(command: MergeLora) -> None:
+    from .model.lora import merge_checkpoint
+
+    print(f"wrote {merge_checkpoint(command.checkpoint, command.out, command.lora_base)}")
+
+
 def _train(config: TrainConfig) -> None:
     from .train import train
 
@@ -374,6 +395,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(Serve, _serve, "serve a checkpoint over websockets (openpi protocol)"),
     "precompute-latents": Command(PrecomputeLatents, _precompute_latents,
                                   "encode a dataset's clips once (train with --latents)"),
+    "merge-lora": Command(MergeLora, _merge_lora, "a LoRA checkpoint merged into its base: full weights"),
     "convert videos": Command(ConvertVideos, _convert_videos, "folder of .mp4 (+ .txt captions) -> video-only dataset"),
     "convert lerobot-v21": Command(ConvertLeRobotV21, _convert_lerobot_v21,
                                    "LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, no re-encoding"),

@@ -7,6 +7,7 @@ MiniLM text encoder. The rest comes with an extra, `pip install 'gigaworld-polic
     wan         diffusers, for the Wan2.2 VAE (`--vae`)
     serve       websockets and msgpack, for `gwp serve` and its client
     studies     scipy and matplotlib, for the learning benchmarks' statistics and plots, and the main job's report
+    lora        peft, for LoRA fine-tuning (`gwp train --lora-rank`) and loading LoRA checkpoints
     all         all of the above
 """
 
@@ -16,7 +17,7 @@ import importlib
 from types import ModuleType
 
 EXTRA_OF = {"metaworld": "metaworld", "mujoco": "metaworld", "diffusers": "wan", "websockets": "serve",
-            "msgpack": "serve", "scipy": "studies", "matplotlib": "studies"}
+            "msgpack": "serve", "scipy": "studies", "matplotlib": "studies", "peft": "lora"}
 
 
 class MissingExtra(ImportError):

@@ -26,14 +26,16 @@ from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy, check_temperature
 
 def load_checkpoint(directory: str | os.PathLike, ema: bool = True, device: str = "cpu",
                     text_encoder: str | os.PathLike = "minilm",
-                    vae: str | os.PathLike | None = None) -> GigaWorldPolicy:
+                    vae: str | os.PathLike | None = None,
+                    lora_base: str | os.PathLike | None = None) -> GigaWorldPolicy:
     """A checkpoint folder ready to run: its EMA weights when it has them (and `ema`), with the frozen parts it runs
     with attached — `text_encoder` as `encoders.frozen.load_text_encoder` takes it, `vae` the Wan2.2 VAE folder of a
-    policy whose codec is wan_vae."""
+    policy whose codec is wan_vae. A LoRA checkpoint is merged into its base weights (`lora_base`, default the folder
+    it records)."""
     if str(text_encoder) == "none":
         raise ValueError("observations carry the instruction as text: give the text encoder ('minilm' or a folder)")
     ema = ema and (Path(directory) / EMA_WEIGHTS_NAME).is_file()
-    policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema)
+    policy = GigaWorldPolicy.from_pretrained(directory, device=device, ema=ema, lora_base=lora_base)
     policy.text_encoder = load_text_encoder(text_encoder, policy.config, device)
     policy.codec = load_codec(policy.config, vae, device)
     return policy

@@ -43,6 +43,7 @@ from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
 from .data.training import ACTION, STATE
 from .encoders.frozen import load_codec, load_text_encoder
+from .model.lora import LORA_CONFIG, add_lora, cast_frozen, trained_state
 from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
 
 
@@ -84,6 +85,10 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
+    # LoRA (model/lora.py): adapters of this rank on the Wan blocks' projections, the heads trained in full, the rest
+    # frozen (in bf16 with --mixed-precision bf16); needs base weights: --init-wan or --init. 0 = full fine-tuning.
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # LoRA scale alpha / rank; None = the rank (scale 1)
     ema_decay: float = 0.999  # 0 turns EMA off
     save_every: int = 500
     keep_checkpoints: int = 3
@@ -114,6 +119,12 @@ class TrainConfig:
             raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
         if self.init and self.init_wan:
             raise ValueError("give --init (a policy checkpoint) or --init-wan (Wan2.2 transformer weights), not both")
+        if self.lora_rank < 0 or (self.lora_alpha is not None and (self.lora_alpha <= 0 or not self.lora_rank)):
+            raise ValueError(f"--lora-rank must be >= 0 and --lora-alpha > 0 with a rank, got {self.lora_rank} and "
+                             f"{self.lora_alpha}")
+        if self.lora_rank and not (self.init or self.init_wan):
+            raise ValueError("LoRA adapts pre-trained weights: give them with --init-wan (Wan2.2) or --init (a policy "
+                             "checkpoint)")
 
     def policy(self, base: PolicyConfig | None = None) -> PolicyConfig:
         """The policy config: `base` (an --init checkpoint's), else --policy-config, else the preset; then the
@@ -159,9 +170,11 @@ class EMA:
     the random initial weights (13% after 2000 steps at 0.999), which spoils it.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: torch.nn.Module, decay: float, keys: set[str] | None = None):
+        """keys: the state_dict entries to average (None: all); under LoRA the trained ones, not a copy of the base."""
         self.decay = decay
-        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()
+                       if keys is None or k in keys}
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
@@ -170,8 +183,9 @@ class EMA:
     def update(self, model: torch.nn.Module, step: int) -> None:
         """Average in the weights after optimiser step `step` (0 for the first)."""
         weight = 1 - self.decay_at(step)
-        for key, value in model.state_dict().items():
-            self.shadow[key].lerp_(value.detach().float(), weight)
+        state = model.state_dict()
+        for key, average in self.shadow.items():
+            average.lerp_(state[key].detach().float(), weight)
 
     def load_shadow(self, folder: Path) -> None:
         """Resume the average from a checkpoint folder's ema.safetensors (its only copy)."""
@@ -340,7 +354,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     _attach_frozen_parts(policy, cfg)
     train_set, val_set, weights = build_datasets(cfg, policy)
     optimizer, scheduler = _make_optimizer(policy, cfg)
-    ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    trained = set(trained_state(policy)) if policy.lora is not None else None
+    ema = EMA(policy, cfg.ema_decay, trained) if cfg.ema_decay > 0 else None
     progress = Progress()
     model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, ema, resume_from)
     unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
@@ -401,10 +416,29 @@ def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
 
 
 def _build_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str], None]) -> GigaWorldPolicy:
-    """The policy to train: the resumed checkpoint's, an --init checkpoint's (its architecture and processors,
-    with this run's loss settings), Wan2.2's transformer weights (--init-wan), or a new one sized to the data."""
+    """The policy to train (`_starting_policy`), with LoRA adapters when --lora-rank asks for them; a LoRA policy's
+    frozen weights are stored in bf16 under --mixed-precision bf16."""
+    policy = _starting_policy(cfg, resume_from, say)
+    rank = policy.lora.rank if policy.lora is not None else 0
+    if resume_from is not None and rank != cfg.lora_rank:
+        raise ValueError(f"{resume_from} was trained with --lora-rank {rank}, this run asks for {cfg.lora_rank}")
+    if resume_from is None and cfg.lora_rank:
+        base = ("init_wan", cfg.init_wan) if cfg.init_wan else ("init", cfg.init)
+        add_lora(policy, cfg.lora_rank, cfg.lora_alpha or cfg.lora_rank, (base[0], str(Path(base[1]).resolve())))
+    if policy.lora is not None and cfg.mixed_precision == "bf16":
+        cast_frozen(policy, torch.bfloat16)
+    return policy
+
+
+def _starting_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str], None]) -> GigaWorldPolicy:
+    """The resumed checkpoint's policy (a LoRA one with its adapters), an --init checkpoint's (its architecture and
+    processors, with this run's loss settings), Wan2.2's transformer weights (--init-wan), or a new one sized to the
+    data."""
     if resume_from is not None:
         return resume_policy(Path(cfg.output_dir), resume_from)
+    if cfg.init and cfg.lora_rank and (Path(cfg.init) / LORA_CONFIG).is_file():
+        raise ValueError(f"--init {cfg.init} is a LoRA checkpoint: merge it (gwp merge-lora) and start the new "
+                         f"adapters from the merged folder")
     if cfg.init:
         init = GigaWorldPolicy.from_pretrained(cfg.init)
         policy = GigaWorldPolicy(cfg.policy(base=init.config))

@@ -41,6 +41,7 @@ from .embodiment import EmbodimentMLP
 from .image_encoder import ConvImageEncoder
 from .inputs import PolicyInputs, TextEncoderFn, prepare_inputs
 from .layout import NUM_TIME_GROUPS, TIME_GROUP, TokenLayout
+from .lora import LORA_CONFIG, LORA_WEIGHTS, LoraSpec, read_lora, write_lora
 from .wan import KV, Rope, TextContext, WanTransformer, run_blocks
 
 CONFIG_NAME = "config.json"
@@ -130,6 +131,7 @@ class GigaWorldPolicy(nn.Module):
         # How robot observations become model inputs and model actions robot units, per embodiment name (fitted to
         # the training data); saved beside the weights as processor.json.
         self.processors: dict[str, RobotProcessor] = {}
+        self.lora: LoraSpec | None = None  # LoRA adapters on the transformer (`lora.add_lora`), and their base
 
     @property
     def device(self) -> torch.device:
@@ -536,32 +538,44 @@ class GigaWorldPolicy(nn.Module):
         """Write the checkpoint files into an existing folder (callers make that atomic). `state`: the full
         weights when this module holds only a shard of them (FSDP)."""
         (folder / CONFIG_NAME).write_text(self.config.to_json())
+        write_processors(folder, self.processors)
+        if self.lora is not None:  # only what was trained, and the base it applies to
+            write_lora(self, folder, ema_state, state)
+            return
         state = {k: v.detach().contiguous().cpu() for k, v in (state or self.state_dict()).items()}
         save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         if ema_state is not None:
             ema = {k: v.detach().contiguous().cpu() for k, v in ema_state.items()}
             save_file(ema, str(folder / EMA_WEIGHTS_NAME), metadata={"format": "pt"})
-        write_processors(folder, self.processors)
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = False
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = False,
+        merge_lora: bool = True, lora_base: str | os.PathLike | None = None,
     ) -> GigaWorldPolicy:
         """Load a checkpoint folder; `ema=True` takes the EMA weights (training checkpoints have them). A file that
         is missing, cut short or not what its name says is a ValueError (FileNotFoundError) that names it. A checkpoint
-        written before processor.json (with normalization.json) loads too (see `data.processor.read_processors`)."""
+        written before processor.json (with normalization.json) loads too (see `data.processor.read_processors`).
+
+        A LoRA checkpoint (lora.json: see `lora.py`) loads onto its base weights (`lora_base`, default the folder it
+        records), its adapters merged into them unless `merge_lora` is False (to resume training)."""
         directory = Path(directory)
-        weights = EMA_WEIGHTS_NAME if ema else WEIGHTS_NAME
+        is_lora = (directory / LORA_CONFIG).is_file()
+        weights = EMA_WEIGHTS_NAME if ema else LORA_WEIGHTS if is_lora else WEIGHTS_NAME
         for name in (CONFIG_NAME, weights):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory} is not a policy checkpoint: {name} is missing")
         processors = read_processors(directory)  # before the weights: a missing file costs no loading
         # Both weight files, also the one not loaded: a checkpoint with a damaged file is damaged, whichever file
         # this run reads (gwp eval reads the EMA, --raw-weights and --resume the other).
-        for name in (WEIGHTS_NAME, EMA_WEIGHTS_NAME):
+        for name in (WEIGHTS_NAME, LORA_WEIGHTS, EMA_WEIGHTS_NAME):
             if (directory / name).is_file():
                 check_safetensors(directory / name)
         config = PolicyConfig.from_file(directory / CONFIG_NAME)
+        if is_lora:
+            policy = read_lora(cls, directory, config, weights, device, lora_base, merge_lora)
+            policy.processors = processors
+            return policy.eval()
         with torch.device("meta"):
             policy = cls(config)
         try:
