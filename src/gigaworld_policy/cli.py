@@ -301,6 +301,34 @@ def _precompute_latents(command: PrecomputeLatents) -> None:
 
 
 @dataclass(frozen=True)
+class PrecomputeText:
+    """Encode a dataset's instructions once, for `gwp train --text-embeddings` (training then loads no text
+    encoder)."""
+
+    dataset: str
+    out: str
+    text_encoder: str = "minilm"
+    """'minilm' or a umT5 folder, e.g. Wan2.2's text_encoder/ (its tokenizer in it or in a sibling tokenizer/)"""
+    preset: Preset = "gwp0"
+    """the policy whose text width and token count the embeddings are for"""
+    batch_size: int = 16
+    device: str = "cpu"
+
+
+def _precompute_text(command: PrecomputeText) -> None:
+    from .config import PolicyConfig
+    from .data import LeRobotDataset
+    from .data.text_embeddings import precompute_text_embeddings
+    from .encoders.frozen import load_text_encoder
+
+    encoder = load_text_encoder(command.text_encoder, PolicyConfig.preset(command.preset), command.device)
+    if encoder is None:
+        raise ValueError("--text-encoder none encodes nothing: give 'minilm' or a umT5 folder")
+    path = precompute_text_embeddings(LeRobotDataset(command.dataset), encoder, command.out, command.batch_size)
+    print(f"wrote {path}")
+
+
+@dataclass(frozen=True)
 class ConvertVideos:
     """A folder of .mp4 files (with optional .txt captions) -> a video-only dataset, for video pre-training."""
 
@@ -395,6 +423,8 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(Serve, _serve, "serve a checkpoint over websockets (openpi protocol)"),
     "precompute-latents": Command(PrecomputeLatents, _precompute_latents,
                                   "encode a dataset's clips once (train with --latents)"),
+    "precompute-text": Command(PrecomputeText, _precompute_text,
+                               "encode a dataset's instructions once (train with --text-embeddings)"),
     "merge-lora": Command(MergeLora, _merge_lora, "a LoRA checkpoint merged into its base: full weights"),
     "convert videos": Command(ConvertVideos, _convert_videos, "folder of .mp4 (+ .txt captions) -> video-only dataset"),
     "convert lerobot-v21": Command(ConvertLeRobotV21, _convert_lerobot_v21,

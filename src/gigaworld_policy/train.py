@@ -41,6 +41,7 @@ from .config import EmbodimentSpec, PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
+from .data.text_embeddings import TextEmbeddingDataset
 from .data.training import ACTION, STATE
 from .encoders.frozen import load_codec, load_text_encoder
 from .model.lora import LORA_CONFIG, add_lora, cast_frozen, trained_state
@@ -70,6 +71,8 @@ class TrainConfig:
     dataset: tuple[str, ...] = ()  # one or more LeRobot v3.0 folders
     dataset_weights: tuple[float, ...] = ()  # sampling weight of each dataset (default: by size)
     latents: tuple[str, ...] = ()  # precomputed latents of each dataset (`gwp precompute-latents`), same order
+    # stored instruction embeddings of each dataset (`gwp precompute-text`), same order: no text encoder is loaded
+    text_embeddings: tuple[str, ...] = ()
     preset: str = "tiny"
     policy_config: str | None = None  # a config.json to use instead of the preset
     stage: Literal["pretrain", "posttrain"] = "posttrain"
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
         if self.latents and len(self.latents) != len(self.dataset):
             raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
+        if self.text_embeddings and len(self.text_embeddings) != len(self.dataset):
+            raise ValueError(f"{len(self.text_embeddings)} text embedding folders for {len(self.dataset)} datasets")
         if self.init and self.init_wan:
             raise ValueError("give --init (a policy checkpoint) or --init-wan (Wan2.2 transformer weights), not both")
         if self.lora_rank < 0 or (self.lora_alpha is not None and (self.lora_alpha <= 0 or not self.lora_rank)):
@@ -284,6 +289,9 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
             processors[name] = dataclasses.replace(samples.processor, action=None, delta_action_dims=())
         if cfg.latents:
             samples = LatentDataset(samples, cfg.latents[number])
+        if cfg.text_embeddings:
+            samples = TextEmbeddingDataset(samples, LeRobotDataset(root), cfg.text_embeddings[number],
+                                           policy.config.text_len, policy.config.transformer.text_dim)
         indices = torch.arange(len(samples))
         if number == 0 and cfg.val_episodes:
             episodes = LeRobotDataset(root).episodes
@@ -451,12 +459,13 @@ def _starting_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[
 
 
 def _attach_frozen_parts(policy: GigaWorldPolicy, cfg: TrainConfig) -> None:
-    """Training mode, and the frozen parts the data need: the text encoder, and the codec unless stored latents
-    stand in for the images (then only validation decodes frames)."""
+    """Training mode, and the frozen parts the data need: the text encoder unless stored instruction embeddings
+    stand in for the instructions, and the codec unless stored latents stand in for the images (then only validation
+    decodes frames)."""
     policy.train()
     warn_if_too_narrow_for_video(policy.config)
     policy.transformer.gradient_checkpointing = cfg.gradient_checkpointing
-    policy.text_encoder = load_text_encoder(cfg.text_encoder, policy.config)
+    policy.text_encoder = None if cfg.text_embeddings else load_text_encoder(cfg.text_encoder, policy.config)
     if cfg.vae or not cfg.latents or cfg.val_every:
         policy.codec = load_codec(policy.config, cfg.vae)
 
