@@ -28,6 +28,7 @@ from .config import PRESETS, did_you_mean
 from .demo import DemoConfig
 from .envs.registry import ENVIRONMENTS
 from .extras import MissingExtra
+from .memory import PlanConfig
 from .serving.observation import MAX_INSTRUCTION_CHARS, MAX_MESSAGE_BYTES
 from .train import TrainConfig
 
@@ -389,6 +390,12 @@ def _merge_lora(command: MergeLora) -> None:
     print(f"wrote {merge_checkpoint(command.checkpoint, command.out, command.lora_base)}")
 
 
+def _plan_memory(plan) -> None:
+    from .memory import print_plan
+
+    print_plan(plan)
+
+
 def _train(config: TrainConfig) -> None:
     from .train import train
 
@@ -426,6 +433,7 @@ COMMANDS: dict[str, Command] = {
     "precompute-text": Command(PrecomputeText, _precompute_text,
                                "encode a dataset's instructions once (train with --text-embeddings)"),
     "merge-lora": Command(MergeLora, _merge_lora, "a LoRA checkpoint merged into its base: full weights"),
+    "plan-memory": Command(PlanConfig, _plan_memory, "per-GPU training memory of a preset, activations measured"),
     "convert videos": Command(ConvertVideos, _convert_videos, "folder of .mp4 (+ .txt captions) -> video-only dataset"),
     "convert lerobot-v21": Command(ConvertLeRobotV21, _convert_lerobot_v21,
                                    "LeRobot v2.1 (or v2.0) dataset -> v3.0, offline, no re-encoding"),

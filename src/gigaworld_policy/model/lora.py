@@ -94,20 +94,25 @@ def fingerprint(transformer: nn.Module) -> str:
 
 
 def add_lora(policy: GigaWorldPolicy, rank: int, alpha: float, base: tuple[str, str]) -> None:
-    """Adapters of `rank` (scale alpha / rank) on the Wan blocks' projections, everything else of the transformer
-    frozen, TRAINED_IN_FULL trainable. base: (kind, path) of the weights the transformer holds now. The adapters start
-    at zero (peft's default: A random, B zero), so the policy starts as the base."""
-    peft = require("peft", "LoRA fine-tuning")
-    if rank <= 0 or alpha <= 0:
-        raise ValueError(f"LoRA rank and alpha must be positive, got rank {rank}, alpha {alpha}")
+    """`inject_lora`, recording in `policy.lora` the base weights the transformer holds now, base = (kind, path)."""
     if policy.lora is not None:
         raise ValueError("the policy has LoRA adapters already")
     spec = LoraSpec(rank, float(alpha), LoraBase(base[0], str(base[1]), fingerprint(policy.transformer)))
+    inject_lora(policy, rank, alpha)
+    policy.lora = spec
+
+
+def inject_lora(policy: GigaWorldPolicy, rank: int, alpha: float) -> None:
+    """Adapters of `rank` (scale alpha / rank) on the Wan blocks' projections, everything else of the transformer
+    frozen, TRAINED_IN_FULL trainable. The adapters start at zero (peft's default: A random, B zero), so the policy
+    starts as the base. (Also on the meta device, to count parameters.)"""
+    peft = require("peft", "LoRA fine-tuning")
+    if rank <= 0 or alpha <= 0:
+        raise ValueError(f"LoRA rank and alpha must be positive, got rank {rank}, alpha {alpha}")
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(TARGETS), lora_dropout=0.0, bias="none")
     peft.inject_adapter_in_model(config, policy.transformer, adapter_name=ADAPTER)
     for name, parameter in policy.named_parameters():
         parameter.requires_grad_(is_trained(name))
-    policy.lora = spec
 
 
 def cast_frozen(policy: GigaWorldPolicy, dtype: torch.dtype) -> None:
