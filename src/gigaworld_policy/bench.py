@@ -85,8 +85,10 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 
 
 
 def bench_policy(preset: str, device: torch.device, batch_size: int = 1, seed: int = 0, dtype: str = "float32",
-                 vae: str | None = None) -> tuple[GigaWorldPolicy, dict, torch.Tensor]:
-    """A randomly initialised policy of `preset` in eval mode, an example batch and action noise (B, H, A)."""
+                 vae: str | None = None, codec: bool = True) -> tuple[GigaWorldPolicy, dict, torch.Tensor]:
+    """A randomly initialised policy of `preset` in eval mode, an example batch and action noise (B, H, A).
+    codec=False: no VAE is attached (none is built: no diffusers needed) and the batch carries the codec latents of
+    its images and future frames instead, `latents` (B, C, 1 + F', h, w)."""
     config = PolicyConfig.preset(preset)
     torch.manual_seed(seed)
     with torch.device("meta") if config.transformer.num_layers > 8 else contextlib.nullcontext():
@@ -96,6 +98,13 @@ def bench_policy(preset: str, device: torch.device, batch_size: int = 1, seed: i
         for parameter in policy.parameters():
             torch.nn.init.normal_(parameter, std=0.02)
     policy = policy.to(device, getattr(torch, dtype)).eval()
+    if not codec:
+        batch = policy.example_batch(batch_size, seed)
+        del batch["image"], batch["future_images"]
+        g = torch.Generator().manual_seed(seed)
+        batch["latents"] = torch.randn(batch_size, config.codec.latent_channels, 1 + config.num_future_latent_frames,
+                                       *config.latent_size, generator=g)
+        return policy, batch, torch.randn(batch_size, config.chunk_size, config.max_action_dim, generator=g)
     if config.codec.kind == "wan_vae":
         from .encoders.wan_vae import WanVAECodec
 
@@ -132,6 +141,54 @@ def compare_cached(presets: tuple[str, ...], rounds: int = 5, threads: int = 1, 
                         "gflops_cached": flops[name, "all"],
                         "gflops_step": (flops[name, "all"] - flops[name, "one"]) / (steps - 1), "num_steps": steps}
     result["threads"], result["rounds"] = torch.get_num_threads(), rounds
+    return result
+
+
+def decoding_latency(policy: GigaWorldPolicy, batch: dict, noise: torch.Tensor, repeats: int = 3) -> dict:
+    """Median ms of the three decoding paths (after a warm-up, which compiles a compiled policy) and the largest
+    difference between cached and uncached actions."""
+    steps = policy.config.num_inference_steps
+    paths = {
+        "action_only_cached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=True),
+        "action_only_uncached": lambda: policy.sample_actions(batch, steps, noise=noise, use_cache=False),
+        "joint": lambda: policy.sample_joint(batch, steps, action_noise=noise),
+    }
+    result, outputs = {}, {}
+    for name, fn in paths.items():
+        fn()
+        result[f"{name}_ms"], outputs[name] = _median_ms(fn, policy.device, repeats)
+    result["cached_vs_uncached_max_abs"] = float(
+        (outputs["action_only_cached"].float() - outputs["action_only_uncached"].float()).abs().max())
+    return result
+
+
+def training_step(policy: GigaWorldPolicy, batch: dict, mixed_precision: str = "bf16", repeats: int = 3) -> dict:
+    """Seconds per optimiser step (median of `repeats` after a warm-up step: compute_loss, backward, AdamW on the
+    trainable parameters) and, on a GPU, the peak memory allocated during those steps."""
+    policy.train()
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5)
+    device = policy.device
+    autocast = (torch.autocast(device.type, torch.bfloat16) if mixed_precision == "bf16"
+                else contextlib.nullcontext())
+
+    def step():
+        with autocast:
+            loss, _ = policy(batch, generator=torch.Generator().manual_seed(0))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    step()  # warm-up: the optimiser state is allocated here
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds, loss = _median_ms(step, device, repeats)
+    result = {"seconds_per_step": seconds / 1e3, "loss": float(loss),
+              "trained_parameters": sum(p.numel() for p in trainable),
+              "parameters": sum(p.numel() for p in policy.parameters())}
+    if device.type == "cuda":
+        result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     return result
 
 
