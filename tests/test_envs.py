@@ -21,7 +21,7 @@ def test_settings_round_trip_through_json():
 
 def test_an_unknown_environment_or_setting_is_a_sentence():
     with pytest.raises(ValueError, match=r"unknown environment 'metaworl' \(did you mean 'metaworld'\?\); the "
-                                         r"registered ones are \['metaworld'\]"):
+                                         r"registered ones are \['metaworld', 'aloha'\]"):
         environment("metaworl")
     with pytest.raises(ValueError, match=r"the settings: unknown metaworld setting 'observe_gaol' \(did you mean "
                                          r"'observe_goal'\?\); MetaWorldSettings has \['cameras', "):
@@ -59,8 +59,8 @@ def test_a_dataset_no_environment_recorded_or_a_damaged_record_is_a_sentence(tmp
     record.write_text('{"env": "metaworld", ')  # cut short
     with pytest.raises(ValueError, match=f"{record} is not a JSON file"):
         read_recording(tmp_path / "data")
-    record.write_text(json.dumps({"env": "aloha", "settings": {}}))
-    with pytest.raises(ValueError, match="unknown environment 'aloha'"):
+    record.write_text(json.dumps({"env": "robosuite", "settings": {}}))
+    with pytest.raises(ValueError, match="unknown environment 'robosuite'"):
         read_recording(tmp_path / "data")
     record.write_text(json.dumps({"env": "metaworld", "settings": {"fps": -2}}))
     with pytest.raises(ValueError, match=f"^{record}: fps must be a positive whole number, got -2"):

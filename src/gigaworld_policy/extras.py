@@ -4,6 +4,7 @@ The core (`pip install gigaworld-policy`) is the model, the data, training, eval
 MiniLM text encoder. The rest comes with an extra, `pip install 'gigaworld-policy[<extra>]'`:
 
     metaworld   the Meta-World simulator and its scripted experts (the main job, `gwp collect metaworld`)
+    aloha       gym-aloha and dm_control, the bimanual ALOHA simulation (`gwp collect aloha`)
     wan         diffusers, for the Wan2.2 VAE (`--vae`)
     serve       websockets and msgpack, for `gwp serve` and its client
     studies     scipy and matplotlib, for the learning benchmarks' statistics and plots, and the main job's report
@@ -16,7 +17,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRA_OF = {"metaworld": "metaworld", "mujoco": "metaworld", "diffusers": "wan", "websockets": "serve",
+EXTRA_OF = {"metaworld": "metaworld", "mujoco": "metaworld", "gym_aloha": "aloha", "dm_control": "aloha",
+            "diffusers": "wan", "websockets": "serve",
             "msgpack": "serve", "scipy": "studies", "matplotlib": "studies", "peft": "lora"}
 
 

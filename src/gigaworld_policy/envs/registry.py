@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..config import did_you_mean
+from .aloha import AlohaEnv, AlohaSettings
 from .base import EnvSettings, Simulator
 from .metaworld import MetaWorldEnv, MetaWorldSettings
 
@@ -29,6 +30,7 @@ class Environment:
 
 ENVIRONMENTS: dict[str, Environment] = {
     "metaworld": Environment(MetaWorldEnv, MetaWorldSettings),
+    "aloha": Environment(AlohaEnv, AlohaSettings),
 }
 
 

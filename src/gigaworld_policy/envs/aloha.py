@@ -1,0 +1,209 @@
+"""Bimanual ALOHA in simulation (the PyPI package gym-aloha: two ViperX arms in MuJoCo through dm_control), as ACT
+and LeRobot's `aloha_sim_*` datasets use it: TransferCube and Insertion, 14-d joint-position actions and state
+(per arm six joint angles, then the gripper opening in [0, 1]), 50 Hz, success when the package's reward reaches 4.
+
+The package's own environment renders three 640x480 cameras at every physics step (about a second per control step
+on a CPU); this one drives the package's scenes and task rules directly and renders only the cameras a policy uses,
+at its size, with shadows, reflections and multisampling off. The scenes' cameras: top, angle, front_close,
+left_pillar, right_pillar and the wrist cameras left_wrist and right_wrist. LeRobot's datasets hold `top` only.
+
+Scripted experts: envs/aloha_expert.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import did_you_mean
+from ..extras import require
+from .base import Observation
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+CAMERAS = ("top", "angle", "front_close", "left_pillar", "right_pillar", "left_wrist", "right_wrist")
+ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
+JOINT_NAMES = tuple(f"{arm}_{joint}" for arm in ("left", "right") for joint in ARM_JOINTS)
+SUBSTEPS = 10  # physics steps (0.002 s) per control step (0.02 s)
+SUCCESS_REWARD = 4  # the package's tasks count 0..4; 4 is the transfer or the insertion done
+
+
+@dataclass(frozen=True)
+class Task:
+    scene: str  # the package's joint-position scene
+    instruction: str
+    objects: int  # free bodies placed at reset (7 numbers each: xyz + quaternion)
+
+
+TASKS = {
+    "transfer-cube": Task("bimanual_viperx_transfer_cube.xml",
+                          "pick up the red cube with the right arm and hand it over to the left arm", 1),
+    "insertion": Task("bimanual_viperx_insertion.xml",
+                      "pick up the socket with the left arm and the peg with the right arm, and insert the peg into "
+                      "the socket", 2),
+}
+
+
+@dataclass(frozen=True)
+class AlohaSettings:
+    """How an ALOHA environment looks. `gwp collect aloha` records these in the dataset and `gwp eval --dataset`
+    rebuilds the same environment from them."""
+
+    cameras: tuple[str, ...] = ("top",)
+    """views in this order, of top, angle, front_close, left_pillar, right_pillar, left_wrist, right_wrist"""
+    image_size: tuple[int, int] = (96, 128)
+    """HEIGHT WIDTH of every camera, in pixels (the scenes' cameras are 4:3)"""
+    fps: int = 50
+    """frames per second written into a recording (the simulation runs at 50 Hz)"""
+
+    def __post_init__(self) -> None:
+        unknown = [camera for camera in self.cameras if camera not in CAMERAS]
+        if not self.cameras or unknown:
+            named = ", ".join(repr(camera) + did_you_mean(camera, list(CAMERAS)) for camera in unknown)
+            raise ValueError(f"{'unknown camera ' + named if unknown else 'no camera given'}; the ALOHA scenes "
+                             f"have {list(CAMERAS)}")
+        if len(self.image_size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.image_size):
+            raise ValueError(f"image_size must be two positive whole numbers (height, width), got {self.image_size}")
+        if self.fps != 50:
+            raise ValueError(f"fps must be 50, the rate the ALOHA simulation runs at, got {self.fps}")
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return JOINT_NAMES
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return JOINT_NAMES
+
+
+def check_tasks(tasks: list[str]) -> None:
+    """Refuse a list with any task the ALOHA simulation does not have, naming them all."""
+    unknown = [task for task in tasks if task not in TASKS]
+    if not tasks or unknown:
+        named = ", ".join(repr(task) + did_you_mean(task, list(TASKS)) for task in unknown)
+        raise ValueError((f"unknown ALOHA task{'s' * (len(unknown) > 1)} {named}" if unknown else "no task given")
+                         + f"; ALOHA has {list(TASKS)}")
+
+
+def object_poses(task: str, seed: int) -> np.ndarray:
+    """(7 * objects,) where the package places the task's objects for `seed`: the cube, or the peg then the socket
+    (xyz + quaternion each)."""
+    utils = require("gym_aloha.utils", "the ALOHA simulator")
+    return utils.sample_box_pose(seed) if task == "transfer-cube" else np.concatenate(utils.sample_insertion_pose(seed))
+
+
+class Scene:
+    """The package's joint-position scene of one task: its physics and its task rules (control, reward), without the
+    package's rendering. Also what the scripted experts replay their plans in."""
+
+    def __init__(self, task: str):
+        require("gym_aloha", "the ALOHA simulator")
+        from dm_control import mujoco
+        from gym_aloha.constants import ASSETS_DIR
+        from gym_aloha.tasks.sim import InsertionTask, TransferCubeTask
+
+        check_tasks([task])
+        self.task = task
+        self.physics = mujoco.Physics.from_xml_path(str(ASSETS_DIR / TASKS[task].scene))
+        self.rules = TransferCubeTask() if task == "transfer-cube" else InsertionTask()
+
+    def reset(self, objects: np.ndarray) -> None:
+        """The arms at the package's start pose, the objects at `objects` (see `object_poses`)."""
+        from gym_aloha.constants import START_ARM_POSE
+
+        with self.physics.reset_context():
+            self.physics.data.qpos[:16] = START_ARM_POSE
+            self.physics.data.ctrl[:] = START_ARM_POSE
+            self.physics.data.qpos[16:16 + len(objects)] = objects
+
+    def step(self, action: np.ndarray) -> int:
+        """Apply one (14,) joint-position action for one control step -> the package's reward (0..4)."""
+        self.rules.before_step(action, self.physics)
+        self.physics.step(SUBSTEPS)
+        return self.rules.get_reward(self.physics)
+
+    def state(self) -> np.ndarray:
+        """(14,) joint angles and gripper openings, as the package observes them."""
+        return self.rules.get_qpos(self.physics)
+
+
+class AlohaEnv:
+    """One ALOHA task (a `Simulator`) as `settings` describe it, episodes of at most `max_steps` control steps (ACT
+    and LeRobot evaluate with 400). `reset(seed)` places the objects as the package does for `seed`."""
+
+    action_dim = 14
+    robot_type = "aloha"
+
+    def __init__(self, task: str, settings: AlohaSettings = AlohaSettings(), max_steps: int = 400):
+        self.scene = Scene(task)  # checks that gym-aloha, and with it MuJoCo, is installed
+        import mujoco
+
+        self.task, self.settings, self.max_steps = task, settings, max_steps
+        self.cameras = settings.cameras
+        model = self.scene.physics.model.ptr
+        model.vis.quality.offsamples = 0
+        # The renderer's framebuffer must hold the image; the scenes ask for 640x480 at most.
+        model.vis.global_.offheight = max(model.vis.global_.offheight, settings.image_size[0])
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.image_size[1])
+        self.renderer = mujoco.Renderer(model, *settings.image_size)
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                     mujoco.mjtRndFlag.mjRND_SKYBOX):
+            self.renderer.scene.flags[flag] = False
+        self.steps = 0
+        self.seed: int | None = None
+
+    @staticmethod
+    def check_tasks(tasks: list[str]) -> None:
+        check_tasks(tasks)
+
+    def render(self, camera: str) -> np.ndarray:
+        self.renderer.update_scene(self.scene.physics.data.ptr, camera=camera)
+        return self.renderer.render().copy()
+
+    def observe(self) -> Observation:
+        images = {camera: self.render(camera) for camera in self.cameras}
+        return Observation(images, self.scene.state().astype(np.float32), TASKS[self.task].instruction)
+
+    def reset(self, seed: int) -> Observation:
+        self.seed = seed
+        self.scene.reset(object_poses(self.task, seed))
+        self.steps = 0
+        return self.observe()
+
+    @staticmethod
+    def hold_action(last_action: np.ndarray) -> np.ndarray:
+        """Joint-position control: commanding the last position again holds the arms where they are going."""
+        return np.array(last_action, copy=True)
+
+    def step(self, action: np.ndarray) -> tuple[bool, bool]:
+        """action (14,) joint positions (radians) and gripper openings -> (success, done)."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_dim,) or not np.isfinite(action).all():
+            raise ValueError(f"an ALOHA action must be 14 finite numbers (6 joint angles and a gripper opening per "
+                             f"arm), got shape {action.shape}")
+        reward = self.scene.step(action)
+        self.steps += 1
+        success = reward == SUCCESS_REWARD
+        return success, success or self.steps >= self.max_steps
+
+    def demonstrator(self, seed: int) -> Callable[[], np.ndarray]:
+        """The scripted expert for this episode (the layout of the last `reset`; `seed` draws nothing more): its
+        planned joint trajectory, one action per call, then its last action again."""
+        from .aloha_expert import expert_trajectory
+
+        if self.seed is None:
+            raise RuntimeError("reset the environment before asking for its demonstrator")
+        actions = iter(expert_trajectory(self.task, object_poses(self.task, self.seed)).astype(np.float32))
+        last = [None]
+
+        def next_action() -> np.ndarray:
+            last[0] = next(actions, last[0])
+            return last[0]
+
+        return next_action
+
+    def close(self) -> None:
+        self.renderer.close()

@@ -1,0 +1,97 @@
+"""Bimanual ALOHA in simulation: settings, the environment's rules, the scripted experts and their recordings."""
+
+import numpy as np
+import pytest
+
+from gigaworld_policy.data.lerobot import LeRobotDataset
+from gigaworld_policy.envs.aloha import JOINT_NAMES, AlohaEnv, AlohaSettings, check_tasks
+from gigaworld_policy.envs.recording import collect, read_recording
+from gigaworld_policy.envs.registry import make_env, settings_from_dict, settings_to_dict
+
+pytest.importorskip("gym_aloha")
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"cameras": ("top", "wrist")}, r"unknown camera 'wrist'.*the ALOHA scenes have \['top', 'angle'"),
+    ({"cameras": ()}, "no camera given"),
+    ({"image_size": (48,)}, "image_size must be two positive whole numbers"),
+    ({"fps": 10}, "fps must be 50, the rate the ALOHA simulation runs at, got 10"),
+])
+def test_bad_settings_are_a_sentence(changes, expected):
+    with pytest.raises(ValueError, match=expected):
+        AlohaSettings(**changes)
+
+
+def test_settings_round_trip_and_name_lerobots_joint_order():
+    settings = AlohaSettings(cameras=("top", "left_wrist"), image_size=(48, 64))
+    assert settings_from_dict("aloha", settings_to_dict(settings)) == settings
+    assert settings.state_names == settings.action_names == JOINT_NAMES
+    assert JOINT_NAMES[:7] == ("left_waist", "left_shoulder", "left_elbow", "left_forearm_roll", "left_wrist_angle",
+                               "left_wrist_rotate", "left_gripper") and len(JOINT_NAMES) == 14
+
+
+def test_unknown_tasks_are_named_together():
+    with pytest.raises(ValueError, match=r"unknown ALOHA tasks 'transfer_cube' \(did you mean 'transfer-cube'\?\), "
+                                         r"'peg'; ALOHA has \['transfer-cube', 'insertion'\]"):
+        check_tasks(["transfer_cube", "peg", "insertion"])
+
+
+def test_observations_are_the_asked_cameras_and_the_same_seed_is_the_same_episode():
+    env = make_env(AlohaSettings(cameras=("top", "right_wrist"), image_size=(24, 32)), "transfer-cube", 400)
+    first = env.reset(3)
+    assert sorted(first.images) == ["right_wrist", "top"]
+    assert all(image.shape == (24, 32, 3) and image.dtype == np.uint8 for image in first.images.values())
+    assert first.state.shape == (14,) and "cube" in first.task
+    again = env.reset(3)
+    np.testing.assert_array_equal(first.images["top"], again.images["top"])
+    other = env.reset(4)
+    assert not np.array_equal(first.images["top"], other.images["top"])  # the cube moved
+    with pytest.raises(ValueError, match="an ALOHA action must be 14 finite numbers"):
+        env.step(np.zeros(4))
+    with pytest.raises(ValueError, match="an ALOHA action must be 14 finite numbers"):
+        env.step(np.full(14, np.nan))
+    env.close()
+
+
+def test_holding_the_last_action_keeps_the_arms_still():
+    env = AlohaEnv("transfer-cube", AlohaSettings(image_size=(24, 32)), 400)
+    start = env.reset(0).state
+    for _ in range(25):  # let the arms settle at the start pose
+        env.step(env.hold_action(start))
+    settled = env.observe().state
+    for _ in range(25):
+        env.step(env.hold_action(start))
+    np.testing.assert_allclose(env.observe().state, settled, atol=2e-3)
+    env.close()
+
+
+@pytest.mark.parametrize(("task", "seed"), [("transfer-cube", 0), ("insertion", 2)])
+def test_the_scripted_expert_succeeds_on_the_joint_position_replay(task, seed):
+    env = AlohaEnv(task, AlohaSettings(image_size=(24, 32)), 400)
+    env.reset(seed)
+    expert, success, done = env.demonstrator(seed), False, False
+    while not done:
+        success, done = env.step(expert())
+    assert success and env.steps < 400  # the package's reward reached 4 before the time limit
+    env.close()
+
+
+def test_collect_writes_lerobots_aloha_features_and_evaluation_rebuilds_the_env(tmp_path):
+    settings = AlohaSettings(image_size=(24, 32))
+    report = collect(settings, ["transfer-cube"], 1, tmp_path / "aloha", max_steps=400, progress=False)
+    assert report["transfer-cube"]["episodes"] == 1
+    dataset = LeRobotDataset(tmp_path / "aloha")
+    features = dataset.info["features"]
+    assert dataset.info["fps"] == 50 and dataset.info["robot_type"] == "aloha"
+    assert features["observation.images.top"]["shape"] == [24, 32, 3]
+    assert features["observation.state"]["shape"] == [14] and features["action"]["shape"] == [14]
+    assert features["action"]["names"] == list(JOINT_NAMES)
+    recording = read_recording(tmp_path / "aloha")
+    assert recording.env == "aloha" and recording.settings == settings and recording.tasks == ("transfer-cube",)
+    # the recorded actions replayed from the same layout succeed again: the episode is the expert's own
+    env = make_env(recording.settings, "transfer-cube", 400)
+    env.reset(0)
+    actions = dataset.columns["action"]
+    outcomes = [env.step(action) for action in actions]
+    assert outcomes[-1] == (True, True) and not any(success for success, _ in outcomes[:-1])
+    env.close()
