@@ -246,3 +246,10 @@ def test_weight_decay_spares_biases_norms_and_the_modulation_table():
     assert "transformer.scale_shift_table" in spared and any(n.endswith(".to_q.bias") for n in spared)
     query = "transformer.blocks.0.attn1.to_q.weight"
     assert decays(query, policy.get_parameter(query))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU accelerate does shard")
+def test_fsdp_asked_for_on_cpu_processes_is_refused_not_run_as_ddp(robot_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` sets
+    with pytest.raises(ValueError, match="shards only on GPUs"):
+        train(config(robot_data, tmp_path / "fsdp", steps=1))

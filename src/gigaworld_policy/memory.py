@@ -19,10 +19,11 @@ Assumptions, stated with the plan:
   bf16; the EMA an fp32 copy of the trained weights.
 * Images and instructions come pre-encoded (`gwp precompute-latents`, `gwp precompute-text`): neither the VAE nor
   the text encoder is on the GPU.
-* FSDP shards weights, gradients, optimiser state and EMA evenly over the GPUs (FULL_SHARD) and gathers one block at a
+* FSDP shards weights, gradients and optimiser state evenly over the GPUs (FULL_SHARD) and gathers one block at a
   time, in bf16 under bf16: the plan adds two blocks' gathered weights (the one running and the one prefetched) and
   holds no saved weight copies (FSDP frees a block's gathered weights after its forward and gathers them again in
-  backward).
+  backward). The EMA is counted whole on every GPU: its sharding under FSDP is not verified (accelerate runs FSDP on
+  GPUs only, and no GPU was at hand); --no-ema plans without it.
 * Backward needs room beyond what forward keeps: with gradient checkpointing one block's activations, recomputed; the
   plan adds one block's activations in either case. The CUDA context, kernels and allocator slack take `reserve_gib`.
 """
@@ -209,7 +210,7 @@ def plan_memory(plan: PlanConfig) -> dict:
         "weights": (counts["frozen"] * frozen_bytes + counts["trained"] * 4) / shards,
         "gradients": counts["trained"] * 4 / shards,
         "optimizer": counts["trained"] * 4 * ADAMW_STATES / shards,
-        "ema": counts["trained"] * 4 / shards if plan.ema else 0.0,
+        "ema": counts["trained"] * 4 if plan.ema else 0.0,  # unsharded: see the assumptions
     }
     activations = measure_activations(config, plan)
     layers = config.transformer.num_layers

@@ -398,9 +398,9 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 def _make_accelerator(cfg: TrainConfig, output_dir: Path):
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedType, ProjectConfiguration
 
-    return Accelerator(
+    accelerator = Accelerator(
         # Without a GPU, accelerate only forms a process group (gloo) under torchrun when told it runs on the CPU.
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=cfg.grad_accum,
@@ -411,6 +411,12 @@ def _make_accelerator(cfg: TrainConfig, output_dir: Path):
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         step_scheduler_with_optimizer=False,
     )
+    # accelerate shards only on GPUs (and NPU/XPU/HPU): asked for FSDP on CPU processes it runs DDP without a word
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and (
+            accelerator.distributed_type != DistributedType.FSDP):
+        raise ValueError(f"FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs "
+                         f"{accelerator.distributed_type.value}: it shards only on GPUs, not on CPU processes")
+    return accelerator
 
 
 def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
