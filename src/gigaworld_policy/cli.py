@@ -83,11 +83,14 @@ class Sampling:
     temperature: float = 1.0
     """std of the noise sampling starts from: 1 samples the learned distribution, 0 decodes deterministically"""
 
-    def predictor(self, checkpoint: Checkpoint):
-        """The checkpoint's `Predictor`, sampling this way."""
+    def predictor(self, checkpoint: Checkpoint, embodiment: str | None = None, robot: str | None = None):
+        """The checkpoint's `Predictor`, sampling this way, acting as `embodiment`; without one, as the embodiment
+        named `robot` where the policy has one (a policy trained on several robots), else as its first."""
         from .inference import Predictor
 
-        return Predictor(checkpoint.policy(), num_steps=self.steps, temperature=self.temperature)
+        policy = checkpoint.policy()
+        embodiment = embodiment or (robot if robot in policy.processors else None)
+        return Predictor(policy, embodiment, num_steps=self.steps, temperature=self.temperature)
 
 
 # ---- commands ----------------------------------------------------------------------------------------------------
@@ -200,8 +203,9 @@ def _eval(command: Eval) -> None:
             raise ValueError(f"{command.env.dataset} does not record its tasks: name them with --tasks")
     if not tasks:
         raise ValueError("no task given: name them with --tasks")
-    ENVIRONMENTS[name_of(settings)].simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
-    predictor = command.sampling.predictor(command.load)
+    simulator = ENVIRONMENTS[name_of(settings)].simulator
+    simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
+    predictor = command.sampling.predictor(command.load, robot=simulator.robot_type)
     report = closed_loop(predictor, env_maker(predictor, settings, command.max_steps), tasks, command.episodes,
                          command.seed, command.execute_steps, command.out, with_video=command.video,
                          delay_steps=command.delay_steps, execution=command.execution)
@@ -257,6 +261,8 @@ class Serve:
     """largest request in MiB; a larger one closes its connection"""
     max_instruction_chars: int = MAX_INSTRUCTION_CHARS
     """longest instruction; a longer one gets an error reply"""
+    embodiment: str | None = None
+    """the robot to act as, for a policy trained on several (None: its first)"""
 
 
 def _serve(command: Serve) -> None:
@@ -265,7 +271,7 @@ def _serve(command: Serve) -> None:
     from .serving.server import PolicyServer
 
     logging.basicConfig(level=logging.INFO)
-    predictor = command.sampling.predictor(command.load)
+    predictor = command.sampling.predictor(command.load, command.embodiment)
     print(f"serving {command.load.checkpoint} on ws://{command.host}:{command.port} (health: GET /healthz)")
     PolicyServer(predictor, command.host, command.port, command.key_map, command.max_message_mib * 2**20,
                  command.max_instruction_chars).run()

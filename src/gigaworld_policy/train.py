@@ -21,6 +21,7 @@ Output folder:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -251,16 +252,32 @@ def lr_lambda(optim: OptimConfig, total_steps: int):
     return factor
 
 
+def _robots(cfg: TrainConfig) -> list[tuple[str | None, int | None, int | None]]:
+    """(robot_type, state size, action size) of each dataset, from its info.json (None where it has none)."""
+    robots = []
+    for root in cfg.dataset:
+        info = LeRobotDataset.read_info(root)
+        features = info["features"]
+        robots.append((info.get("robot_type"), features[STATE]["shape"][0] if STATE in features else None,
+                       features[ACTION]["shape"][0] if ACTION in features else None))
+    return robots
+
+
 def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], None]) -> PolicyConfig:
-    """A new policy's robot takes the state and action sizes of the first dataset, as a LeRobot policy takes its
-    features from the dataset (e.g. Meta-World with the goal in the state has 7 state numbers, the presets' robot 4).
-    An --init checkpoint keeps its sizes: there data of other sizes are an error. `say` reports a change."""
+    """A new policy's robots, from the datasets, as a LeRobot policy takes its features from the dataset. Data of one
+    robot: its embodiment (`--data.embodiment`) takes the data's state and action sizes (e.g. Meta-World with the goal
+    in the state has 7 state numbers, the presets' robot 4). Data of several robots (their info.json `robot_type`s
+    differ): one embodiment per robot, named by its robot_type, in the order the datasets come, and the padded sizes
+    grown to the largest. An --init checkpoint keeps its robots: there data of other sizes are an error. `say`
+    reports a change."""
     if not cfg.dataset or not 0 <= cfg.data.embodiment < len(config.embodiments):
         return config  # (a bad embodiment id is reported where the data meet the policy)
-    features = LeRobotDataset.read_info(cfg.dataset[0])["features"]  # (the data are loaded later, once)
+    robots = _robots(cfg)
+    if len({robot for robot, _, _ in robots}) > 1:
+        return _one_embodiment_per_robot(config, cfg, robots, say)
+    _, state_dim, action_dim = robots[0]
     robot = config.embodiments[cfg.data.embodiment]
-    fitted = EmbodimentSpec(robot.name, features[STATE]["shape"][0] if STATE in features else robot.state_dim,
-                            features[ACTION]["shape"][0] if ACTION in features else robot.action_dim)
+    fitted = EmbodimentSpec(robot.name, state_dim or robot.state_dim, action_dim or robot.action_dim)
     if fitted == robot:
         return config
     say(f"embodiment {robot.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
@@ -270,18 +287,55 @@ def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], N
     return config.replace(embodiments=tuple(embodiments))
 
 
+def _one_embodiment_per_robot(config: PolicyConfig, cfg: TrainConfig, robots: list, say) -> PolicyConfig:
+    """`config` with one embodiment per distinct robot of `robots` (`_robots`), each robot's sizes checked equal."""
+    specs: dict[str, EmbodimentSpec] = {}
+    for root, (robot, state_dim, action_dim) in zip(cfg.dataset, robots, strict=True):
+        if robot is None:
+            raise ValueError(f"{root} names no robot_type in its info.json, and the other datasets are of other "
+                             f"robots ({sorted({r for r, _, _ in robots if r})}): give it one to tell them apart")
+        spec = EmbodimentSpec(robot, state_dim or 0, action_dim or 0)
+        known = specs.setdefault(robot, spec)
+        if (known.state_dim, known.action_dim) != (spec.state_dim, spec.action_dim):
+            raise ValueError(f"{root} is robot {robot!r} with state {state_dim} and action {action_dim} numbers, "
+                             f"another dataset of that robot has {known.state_dim} and {known.action_dim}")
+    embodiments = tuple(specs.values())
+    say("one embodiment per robot: " + ", ".join(f"{e.name!r} (state {e.state_dim}, action {e.action_dim})"
+                                                  for e in embodiments))
+    return config.replace(embodiments=embodiments,
+                          max_state_dim=max(config.max_state_dim, *(e.state_dim for e in embodiments)),
+                          max_action_dim=max(config.max_action_dim, *(e.action_dim for e in embodiments)))
+
+
+def dataset_embodiments(config: PolicyConfig, cfg: TrainConfig) -> list[int]:
+    """The embodiment id of each dataset: `--data.embodiment` for data of one robot; for data of several, the
+    policy's embodiment named by each dataset's robot_type (see `sized_to_data`)."""
+    robots = [robot for robot, _, _ in _robots(cfg)]
+    if len(set(robots)) == 1:
+        return [cfg.data.embodiment] * len(robots)
+    names = [e.name for e in config.embodiments]
+    unknown = sorted({robot for robot in robots if robot not in names}, key=str)
+    if unknown:
+        raise ValueError(f"the datasets are of robots {unknown} that the policy has no embodiment for (it has "
+                         f"{names})")
+    return [names.index(robot) for robot in robots]
+
+
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
-    per-sample sampling weights. Datasets of the same embodiment share one processor: the policy's (an --init or
-    resumed checkpoint's), else the one fitted to the first of them (a video-only stage fits none for actions)."""
+    per-sample sampling weights. Each dataset is its robot's embodiment (`dataset_embodiments`); datasets of the same
+    embodiment share one processor: the policy's (an --init or resumed checkpoint's), else the one fitted to the
+    first of them (a video-only stage fits none for actions)."""
     if not cfg.dataset:
         raise ValueError("no training data: pass --dataset DIR (one or more)")
     parts, validation = [], None
     processors = dict(policy.processors)
-    for number, root in enumerate(cfg.dataset):
-        name = policy.config.embodiments[cfg.data.embodiment].name
+    for number, (root, embodiment) in enumerate(zip(cfg.dataset, dataset_embodiments(policy.config, cfg),
+                                                    strict=True)):
+        name = policy.config.embodiments[embodiment].name
         known = processors.get(name)
-        samples = PolicyDataset(LeRobotDataset(root), policy.config, cfg.data, processor=known)
+        samples = PolicyDataset(LeRobotDataset(root), policy.config,
+                                dataclasses.replace(cfg.data, embodiment=embodiment), processor=known)
         processors[name] = samples.processor
         if cfg.stage == "pretrain" and (known is None or known.action is None):
             # a video-only stage learns no actions: post-training takes their statistics from its own data (a
@@ -307,12 +361,19 @@ def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDat
     return ConcatDataset(parts), validation, per_sample
 
 
-def _collate_without_actions(samples: list[dict]) -> dict:
-    """Stage 1 learns the video alone, even on robot data. (Module level, so that loader workers started with
-    "spawn", the default on macOS and Windows, can unpickle it.)"""
+def collate(samples: list[dict], with_actions: bool = True) -> dict:
+    """A batch of samples, whose state (S,) and actions (H, A) may be of robots of different sizes: zero-padded to
+    the largest (the model masks each sample's padding by its embodiment). Without actions (stage 1 learns the video
+    alone, even on robot data) the actions are left out. (Module level, so that loader workers started with "spawn",
+    the default on macOS and Windows, can unpickle it.)"""
+    for key in ("state", "actions"):
+        if key in samples[0]:
+            size = max(sample[key].shape[-1] for sample in samples)
+            samples = [{**s, key: torch.nn.functional.pad(s[key], (0, size - s[key].shape[-1]))} for s in samples]
     batch = torch.utils.data.default_collate(samples)
-    batch.pop("actions", None)
-    batch.pop("action_is_pad", None)
+    if not with_actions:
+        batch.pop("actions", None)
+        batch.pop("action_is_pad", None)
     return batch
 
 
@@ -515,7 +576,7 @@ def _make_loader(cfg: TrainConfig, train_set: ConcatDataset, weights: torch.Tens
     sampler = ResumableSampler(len(train_set), cfg.seed, progress.samples, accelerator.process_index,
                                accelerator.num_processes, weights if cfg.dataset_weights else None)
     return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      collate_fn=_collate_without_actions if cfg.stage == "pretrain" else None,
+                      collate_fn=functools.partial(collate, with_actions=cfg.stage != "pretrain"),
                       persistent_workers=cfg.num_workers > 0)
 
 

@@ -1,0 +1,77 @@
+"""One policy over several robots: datasets of different robot_types train one embodiment each (own state/action
+sizes, cameras, camera sizes and frame rates) through the shared transformer, and evaluation acts as the right one."""
+
+import numpy as np
+import pytest
+
+from gigaworld_policy.cli import Checkpoint, Sampling
+from gigaworld_policy.data.lerobot import LeRobotDatasetWriter
+from gigaworld_policy.envs.base import Observation
+from gigaworld_policy.inference import Predictor, load_checkpoint
+from gigaworld_policy.train import OptimConfig, TrainConfig, dataset_embodiments, sized_to_data, train
+
+
+def write_robot(root, robot_type, cameras, size, dims, fps, episodes=2, length=24):
+    rng = np.random.default_rng(len(cameras) + dims)
+    features = {f"observation.images.{c}": {"dtype": "video", "shape": [*size, 3]} for c in cameras}
+    features["observation.state"] = {"dtype": "float32", "shape": [dims], "names": None}
+    features["action"] = {"dtype": "float32", "shape": [dims], "names": None}
+    with LeRobotDatasetWriter.create(root, fps=fps, features=features, robot_type=robot_type) as writer:
+        for _ in range(episodes):
+            for _ in range(length):
+                frame = {f"observation.images.{c}": rng.integers(0, 255, (*size, 3), dtype=np.uint8) for c in cameras}
+                frame["observation.state"] = rng.normal(size=dims).astype(np.float32)
+                frame["action"] = (3 + rng.normal(size=dims)).astype(np.float32)
+                frame["task"] = f"a task of the {robot_type}"
+                writer.add_frame(frame)
+            writer.save_episode()
+        writer.finalize()
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def two_robots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("robots")
+    return (write_robot(root / "sawyer", "sawyer", ("corner", "corner2"), (32, 32), 4, fps=10),
+            write_robot(root / "aloha", "aloha", ("top",), (24, 32), 14, fps=50))
+
+
+def config(datasets, out, **changes) -> TrainConfig:
+    return TrainConfig(**{**dict(dataset=datasets, preset="tiny", steps=3, output_dir=str(out), batch_size=4,
+                                 num_workers=0, save_every=3, log_with="none",
+                                 optim=OptimConfig(lr=1e-3, warmup_steps=1)), **changes})
+
+
+def test_each_robot_trains_its_own_embodiment_and_acts_as_itself(two_robots, tmp_path):
+    cfg = config(two_robots, tmp_path / "run")
+    said = []
+    sized = sized_to_data(cfg.policy(), cfg, said.append)
+    assert [(e.name, e.state_dim, e.action_dim) for e in sized.embodiments] == [("sawyer", 4, 4), ("aloha", 14, 14)]
+    assert sized.max_state_dim >= 14 and sized.max_action_dim >= 14 and "one embodiment per robot" in said[0]
+    assert dataset_embodiments(sized, cfg) == [0, 1]
+
+    policy = load_checkpoint(train(cfg).checkpoint)
+    assert policy.processors["sawyer"].cameras == ("corner", "corner2")
+    assert policy.processors["aloha"].cameras == ("top",) and policy.processors["aloha"].action.dim == 14
+    for robot, cameras, size, dims in (("sawyer", ("corner", "corner2"), (32, 32), 4), ("aloha", ("top",), (24, 32), 14)):
+        predictor = Predictor(policy, robot, temperature=0)
+        observation = Observation({c: np.zeros((*size, 3), np.uint8) for c in cameras}, np.zeros(dims, np.float32),
+                                  f"a task of the {robot}")
+        assert predictor.predict(observation)["actions"].shape == (policy.config.chunk_size, dims)
+    # evaluation acts as the environment's robot where the policy has it, else as the policy's first
+    load = Checkpoint(str(tmp_path / "run" / "checkpoints" / "last"))
+    assert Sampling().predictor(load, robot="aloha").embodiment == "aloha"
+    assert Sampling().predictor(load, robot="koch").embodiment == "sawyer"
+
+
+def test_robots_the_data_cannot_tell_apart_are_a_sentence(two_robots, tmp_path):
+    unnamed = write_robot(tmp_path / "unnamed", None, ("top",), (24, 32), 14, fps=50, episodes=1)
+    cfg = config((two_robots[0], unnamed), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"unnamed names no robot_type in its info.json, and the other datasets are "
+                                         r"of other robots \(\['sawyer'\]\)"):
+        sized_to_data(cfg.policy(), cfg, print)
+    other = write_robot(tmp_path / "other", "aloha", ("top",), (24, 32), 7, fps=50, episodes=1)
+    cfg = config((*two_robots, other), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"other is robot 'aloha' with state 7 and action 7 numbers, another "
+                                         r"dataset of that robot has 14 and 14"):
+        sized_to_data(cfg.policy(), cfg, print)
