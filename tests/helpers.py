@@ -36,3 +36,22 @@ def write_dataset(root, lengths=(20, 13, 17), with_actions=True, state_dim=4, ca
             writer.save_episode()
         writer.finalize()
     return records
+
+
+def write_robot(root, robot_type, cameras, size, dims, fps, episodes=2, length=24):
+    """A dataset of robot `robot_type`: random frames of `cameras` at `size` (H, W), state and action of `dims`."""
+    rng = np.random.default_rng(len(cameras) + dims)
+    features = {f"observation.images.{c}": {"dtype": "video", "shape": [*size, 3]} for c in cameras}
+    features["observation.state"] = {"dtype": "float32", "shape": [dims], "names": None}
+    features["action"] = {"dtype": "float32", "shape": [dims], "names": None}
+    with LeRobotDatasetWriter.create(root, fps=fps, features=features, robot_type=robot_type) as writer:
+        for _ in range(episodes):
+            for _ in range(length):
+                frame = {f"observation.images.{c}": rng.integers(0, 255, (*size, 3), dtype=np.uint8) for c in cameras}
+                frame["observation.state"] = rng.normal(size=dims).astype(np.float32)
+                frame["action"] = (3 + rng.normal(size=dims)).astype(np.float32)
+                frame["task"] = f"a task of the {robot_type}"
+                writer.add_frame(frame)
+            writer.save_episode()
+        writer.finalize()
+    return str(root)

@@ -4,29 +4,12 @@ sizes, cameras, camera sizes and frame rates) through the shared transformer, an
 import numpy as np
 import pytest
 
+from helpers import write_robot
+
 from gigaworld_policy.cli import Checkpoint, Sampling
-from gigaworld_policy.data.lerobot import LeRobotDatasetWriter
 from gigaworld_policy.envs.base import Observation
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.train import OptimConfig, TrainConfig, dataset_embodiments, sized_to_data, train
-
-
-def write_robot(root, robot_type, cameras, size, dims, fps, episodes=2, length=24):
-    rng = np.random.default_rng(len(cameras) + dims)
-    features = {f"observation.images.{c}": {"dtype": "video", "shape": [*size, 3]} for c in cameras}
-    features["observation.state"] = {"dtype": "float32", "shape": [dims], "names": None}
-    features["action"] = {"dtype": "float32", "shape": [dims], "names": None}
-    with LeRobotDatasetWriter.create(root, fps=fps, features=features, robot_type=robot_type) as writer:
-        for _ in range(episodes):
-            for _ in range(length):
-                frame = {f"observation.images.{c}": rng.integers(0, 255, (*size, 3), dtype=np.uint8) for c in cameras}
-                frame["observation.state"] = rng.normal(size=dims).astype(np.float32)
-                frame["action"] = (3 + rng.normal(size=dims)).astype(np.float32)
-                frame["task"] = f"a task of the {robot_type}"
-                writer.add_frame(frame)
-            writer.save_episode()
-        writer.finalize()
-    return str(root)
 
 
 @pytest.fixture(scope="module")
