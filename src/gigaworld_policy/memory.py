@@ -111,9 +111,10 @@ def saved_bytes(policy: GigaWorldPolicy, batch: dict, mixed_precision: str, fake
     saves, each once, parameters excluded (they are weights), and with gradient checkpointing the block inputs the
     checkpoint holds to recompute the blocks.
 
-    fake_blocks: the transformer blocks run on fake tensors (torch's FakeTensorMode: every tensor with its real shape,
-    dtype and storage, autocast applied, no arithmetic), so a block at Wan2.2-5B's width costs no time; the rest of the
-    step runs for real. A test checks that this counts exactly the bytes of a real run."""
+    fake_blocks: the transformer blocks and the text projections (`encode_text`: the text embedder and each block's
+    cross-attention keys/values) run on fake tensors (torch's FakeTensorMode: every tensor with its real shape, dtype
+    and storage, autocast applied, no arithmetic), so Wan2.2-5B's width costs no time; the rest of the step (its
+    input checks need real values) runs for real. A test checks that this counts exactly the bytes of a real run."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     kept: dict[int, torch.Tensor] = {}  # storage -> a tensor on it (held, so no storage is freed and reused meanwhile)
@@ -130,14 +131,9 @@ def saved_bytes(policy: GigaWorldPolicy, batch: dict, mixed_precision: str, fake
 
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     blocks = policy.transformer.blocks
-    patched = []
-    if fake_blocks:
-        for block in blocks:
-            def run_fake(*args, _forward=block.forward, **kwargs):
-                with fake:
-                    return _forward(*args, **kwargs)
-            block.forward = run_fake
-            patched.append(block)
+    patched = [(block, "forward") for block in blocks] + [(policy.transformer, "encode_text")] if fake_blocks else []
+    for module, method in patched:
+        setattr(module, method, _under(fake, getattr(module, method)))
     hooks = [block.register_forward_pre_hook(keep_inputs) for block in blocks] if (
         policy.transformer.gradient_checkpointing) else []
     autocast = torch.autocast("cpu", torch.bfloat16) if mixed_precision == "bf16" else contextlib.nullcontext()
@@ -147,13 +143,21 @@ def saved_bytes(policy: GigaWorldPolicy, batch: dict, mixed_precision: str, fake
     finally:
         for hook in hooks:
             hook.remove()
-        for block in patched:
-            del block.forward
+        for module, method in patched:
+            delattr(module, method)
     weights = {p.untyped_storage()._cdata for p in policy.parameters()}
     weights |= {fake.fake_tensor_converter.from_real_tensor(fake, p).untyped_storage()._cdata
                 for p in policy.parameters()} if fake_blocks else set()
     del loss
     return sum(t.untyped_storage().nbytes() for cdata, t in kept.items() if cdata not in weights)
+
+
+def _under(mode, method):
+    """`method`, run inside `mode` (a torch dispatch mode such as FakeTensorMode)."""
+    def run(*args, **kwargs):
+        with mode:
+            return method(*args, **kwargs)
+    return run
 
 
 @dataclass(frozen=True)
