@@ -58,3 +58,10 @@ def test_robots_the_data_cannot_tell_apart_are_a_sentence(two_robots, tmp_path):
     with pytest.raises(ValueError, match=r"other is robot 'aloha' with state 7 and action 7 numbers, another "
                                          r"dataset of that robot has 14 and 14"):
         sized_to_data(cfg.policy(), cfg, print)
+
+
+def test_data_of_one_robot_name_the_embodiment_and_grow_the_padded_sizes(two_robots, tmp_path):
+    cfg = config((two_robots[1],), tmp_path / "run", preset="small")  # small pads to 8 numbers, the robot has 14
+    sized = sized_to_data(cfg.policy(), cfg, print)
+    assert [(e.name, e.state_dim, e.action_dim) for e in sized.embodiments] == [("aloha", 14, 14)]
+    assert (sized.max_state_dim, sized.max_action_dim) == (14, 14)

@@ -265,26 +265,27 @@ def _robots(cfg: TrainConfig) -> list[tuple[str | None, int | None, int | None]]
 
 def sized_to_data(config: PolicyConfig, cfg: TrainConfig, say: Callable[[str], None]) -> PolicyConfig:
     """A new policy's robots, from the datasets, as a LeRobot policy takes its features from the dataset. Data of one
-    robot: its embodiment (`--data.embodiment`) takes the data's state and action sizes (e.g. Meta-World with the goal
-    in the state has 7 state numbers, the presets' robot 4). Data of several robots (their info.json `robot_type`s
-    differ): one embodiment per robot, named by its robot_type, in the order the datasets come, and the padded sizes
-    grown to the largest. An --init checkpoint keeps its robots: there data of other sizes are an error. `say`
-    reports a change."""
+    robot: its embodiment (`--data.embodiment`) takes the data's robot_type as its name and the data's state and action
+    sizes (e.g. Meta-World with the goal in the state has 7 state numbers, the presets' robot 4), the padded sizes
+    grown to fit. Data of several robots (their info.json `robot_type`s differ): one embodiment per robot, named by its
+    robot_type, in the order the datasets come, and the padded sizes grown to the largest. An --init checkpoint keeps
+    its robots: there data of other sizes are an error. `say` reports a change."""
     if not cfg.dataset or not 0 <= cfg.data.embodiment < len(config.embodiments):
         return config  # (a bad embodiment id is reported where the data meet the policy)
     robots = _robots(cfg)
     if len({robot for robot, _, _ in robots}) > 1:
         return _one_embodiment_per_robot(config, cfg, robots, say)
-    _, state_dim, action_dim = robots[0]
+    robot_type, state_dim, action_dim = robots[0]
     robot = config.embodiments[cfg.data.embodiment]
-    fitted = EmbodimentSpec(robot.name, state_dim or robot.state_dim, action_dim or robot.action_dim)
+    fitted = EmbodimentSpec(robot_type or robot.name, state_dim or robot.state_dim, action_dim or robot.action_dim)
     if fitted == robot:
         return config
-    say(f"embodiment {robot.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
-        f"{cfg.dataset[0]} (the config said {robot.state_dim}, {robot.action_dim})")
+    say(f"embodiment {fitted.name!r}: state {fitted.state_dim}, action {fitted.action_dim} numbers, from "
+        f"{cfg.dataset[0]} (the config said {robot.name!r}, {robot.state_dim}, {robot.action_dim})")
     embodiments = list(config.embodiments)
     embodiments[cfg.data.embodiment] = fitted
-    return config.replace(embodiments=tuple(embodiments))
+    return config.replace(embodiments=tuple(embodiments), max_state_dim=max(config.max_state_dim, fitted.state_dim),
+                          max_action_dim=max(config.max_action_dim, fitted.action_dim))
 
 
 def _one_embodiment_per_robot(config: PolicyConfig, cfg: TrainConfig, robots: list, say) -> PolicyConfig:
