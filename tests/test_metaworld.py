@@ -65,6 +65,19 @@ def test_collect_writes_a_readable_dataset(tmp_path):
     assert recorded["settings"]["image_size"] == [32, 40] and recorded["settings"]["goal_marker_radius"] is None
 
 
+def test_failed_attempts_are_dropped_unless_kept_for_video(tmp_path):
+    from gigaworld_policy.data.lerobot import LeRobotDataset
+    from gigaworld_policy.envs.recording import collect
+
+    # 4 steps are too few for the expert to reach the goal: every attempt fails
+    with pytest.raises(RuntimeError, match="the reach-v3 expert succeeded only 0 times in 13 attempts"):
+        collect(settings(image_size=(16, 16)), ["reach-v3"], 1, tmp_path / "dropped", max_steps=4, progress=False)
+    report = collect(settings(image_size=(16, 16)), ["reach-v3"], 2, tmp_path / "kept", max_steps=4, progress=False,
+                     keep_failures=True)
+    assert report["reach-v3"] == {"episodes": 2, "attempts": 2, "expert_success_rate": 0.0}
+    assert [e.length for e in LeRobotDataset(tmp_path / "kept").episodes] == [4, 4]
+
+
 def _goal_pixels(image: np.ndarray) -> int:
     """Pixels of push-v3's green goal sphere: green well above red and blue (nothing else in the scene is)."""
     red, green, blue = (image[..., c].astype(int) for c in range(3))

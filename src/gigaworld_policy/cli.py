@@ -141,13 +141,15 @@ class Collect(Generic[Settings]):
     """base seed of the episodes' layouts (evaluation uses 1000)"""
     max_steps: int = 500
     """time limit of an episode"""
+    keep_failures: bool = False
+    """keep the episodes the expert fails too (video for action-free pre-training)"""
 
 
 def _collect(command: Collect) -> None:
     from .envs.recording import collect
 
     report = collect(command.env, _names(command.tasks, "--tasks"), command.episodes, command.out, command.seed,
-                     command.max_steps)
+                     command.max_steps, keep_failures=command.keep_failures)
     for task, row in report.items():
         print(f"{task}: kept {row['episodes']} of {row['attempts']} expert episodes "
               f"(expert success rate {100 * row['expert_success_rate']:.0f}%)")

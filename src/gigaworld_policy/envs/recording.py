@@ -67,13 +67,14 @@ def read_recording(dataset: str | os.PathLike) -> Recording:
 
 
 def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | os.PathLike, seed: int = 0,
-            max_steps: int = 500, progress: bool = True) -> dict:
+            max_steps: int = 500, progress: bool = True, keep_failures: bool = False) -> dict:
     """Record `episodes` successful demonstrations of the environment's scripted expert per task into a new LeRobot
     dataset at `out`, episodes of at most `max_steps` steps, with the `Recording` in meta/RECORDING_FILE.
 
     Each attempt's layout (and whatever the settings add to the expert, e.g. action noise) comes from
-    `episode_seed(seed, task number, attempt)`; failed attempts are dropped and retried. Returns
-    {task: {"episodes", "attempts", "expert_success_rate"}}."""
+    `episode_seed(seed, task number, attempt)`; failed attempts are dropped and retried, or, with `keep_failures`
+    (video for action-free pre-training, where what the arm does matters and not whether it succeeds), kept like the
+    others. Returns {task: {"episodes", "attempts", "expert_success_rate"}}."""
     from tqdm import tqdm
 
     from ..data.lerobot import LeRobotDatasetWriter
@@ -93,9 +94,9 @@ def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | o
         bar = tqdm(total=episodes * len(tasks), desc="collecting", unit="episode", disable=not progress)
         for task_number, task in enumerate(tasks):
             env = make_env(settings, task, max_steps)
-            kept = attempts = 0
+            kept = attempts = successes = 0
             while kept < episodes:
-                if attempts >= 3 * episodes + 10:
+                if attempts >= 3 * episodes + 10 and not keep_failures:
                     raise RuntimeError(f"the {task} expert succeeded only {kept} times in {attempts} attempts "
                                        f"with {settings}")
                 attempt_seed = episode_seed(seed, task_number, attempts)
@@ -111,14 +112,15 @@ def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | o
                     if done:
                         break
                     observation = env.observe()
-                if success:
+                successes += success
+                if success or keep_failures:
                     writer.save_episode()
                     kept += 1
                     bar.update()
                 else:
                     writer.discard_episode()
             env.close()
-            report[task] = {"episodes": kept, "attempts": attempts, "expert_success_rate": kept / attempts}
+            report[task] = {"episodes": kept, "attempts": attempts, "expert_success_rate": successes / attempts}
         bar.close()
         recording = Recording(name, settings, tuple(tasks), episodes, seed, max_steps, report)
         writer.finalize(extra_meta={RECORDING_FILE: recording.to_dict()})
