@@ -12,7 +12,7 @@ pytest.importorskip("gym_aloha")
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
-    ({"cameras": ("top", "wrist")}, r"unknown camera 'wrist'.*the ALOHA scenes have \['top', 'angle'"),
+    ({"cameras": ("top", "wrist")}, r"unknown camera 'wrist'.*ALOHA has \['top', 'angle'"),
     ({"cameras": ()}, "no camera given"),
     ({"image_size": (48,)}, "image_size must be two positive whole numbers"),
     ({"fps": 10}, "fps must be 50, the rate the ALOHA simulation runs at, got 10"),

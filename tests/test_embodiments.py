@@ -3,7 +3,6 @@ sizes, cameras, camera sizes and frame rates) through the shared transformer, an
 
 import numpy as np
 import pytest
-
 from helpers import write_robot
 
 from gigaworld_policy.cli import Checkpoint, Sampling
@@ -36,7 +35,8 @@ def test_each_robot_trains_its_own_embodiment_and_acts_as_itself(two_robots, tmp
     policy = load_checkpoint(train(cfg).checkpoint)
     assert policy.processors["sawyer"].cameras == ("corner", "corner2")
     assert policy.processors["aloha"].cameras == ("top",) and policy.processors["aloha"].action.dim == 14
-    for robot, cameras, size, dims in (("sawyer", ("corner", "corner2"), (32, 32), 4), ("aloha", ("top",), (24, 32), 14)):
+    robots = (("sawyer", ("corner", "corner2"), (32, 32), 4), ("aloha", ("top",), (24, 32), 14))
+    for robot, cameras, size, dims in robots:
         predictor = Predictor(policy, robot, temperature=0)
         observation = Observation({c: np.zeros((*size, 3), np.uint8) for c in cameras}, np.zeros(dims, np.float32),
                                   f"a task of the {robot}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import did_you_mean
 from ..extras import require
-from .base import Observation
+from .base import Observation, check_views
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -60,13 +60,7 @@ class AlohaSettings:
     """frames per second written into a recording (the simulation runs at 50 Hz)"""
 
     def __post_init__(self) -> None:
-        unknown = [camera for camera in self.cameras if camera not in CAMERAS]
-        if not self.cameras or unknown:
-            named = ", ".join(repr(camera) + did_you_mean(camera, list(CAMERAS)) for camera in unknown)
-            raise ValueError(f"{'unknown camera ' + named if unknown else 'no camera given'}; the ALOHA scenes "
-                             f"have {list(CAMERAS)}")
-        if len(self.image_size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.image_size):
-            raise ValueError(f"image_size must be two positive whole numbers (height, width), got {self.image_size}")
+        check_views(self.cameras, self.image_size, CAMERAS, "ALOHA")
         if self.fps != 50:
             raise ValueError(f"fps must be 50, the rate the ALOHA simulation runs at, got {self.fps}")
 

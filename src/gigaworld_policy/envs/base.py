@@ -10,6 +10,19 @@ from typing import Protocol
 import numpy as np
 
 
+def check_views(cameras: tuple[str, ...], image_size: tuple[int, int], known: tuple[str, ...], where: str) -> None:
+    """The checks every environment's settings make: at least one camera, each one `where` (e.g. "Meta-World") has
+    (`known`), and an image size of two positive whole numbers; a breach is one sentence."""
+    from ..config import did_you_mean
+
+    unknown = [camera for camera in cameras if camera not in known]
+    if not cameras or unknown:
+        named = ", ".join(repr(camera) + did_you_mean(camera, list(known)) for camera in unknown)
+        raise ValueError(f"{'unknown camera ' + named if unknown else 'no camera given'}; {where} has {list(known)}")
+    if len(image_size) != 2 or not all(isinstance(n, int) and n > 0 for n in image_size):
+        raise ValueError(f"image_size must be two positive whole numbers (height, width), got {image_size}")
+
+
 def episode_seed(base_seed: int, task_number: int, index: int) -> int:
     """The reset seed of episode `index` of the `task_number`-th task of a multi-task run (collection or
     evaluation): the tasks' seeds stay apart for up to 100,000 episodes each."""

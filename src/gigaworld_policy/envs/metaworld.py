@@ -18,7 +18,7 @@ import numpy as np
 from ..config import did_you_mean
 from ..data.lerobot import IMAGE_PREFIX
 from ..extras import require
-from .base import Observation
+from .base import Observation, check_views
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 # Meta-World's scripted experts warn at every step whose proportional command exceeds [-1, 1] (once per recorded
@@ -118,13 +118,7 @@ class MetaWorldSettings:
     """step-to-step correlation of that noise in [0, 1), e.g. 0.9 for noise that drifts ~10 steps"""
 
     def __post_init__(self) -> None:
-        unknown = [camera for camera in self.cameras if camera not in CAMERAS]
-        if not self.cameras or unknown:
-            named = ", ".join(repr(camera) + did_you_mean(camera, list(CAMERAS)) for camera in unknown)
-            raise ValueError(f"{'unknown camera ' + named if unknown else 'no camera given'}; Meta-World has "
-                             f"{list(CAMERAS)}")
-        if len(self.image_size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.image_size):
-            raise ValueError(f"image_size must be two positive whole numbers (height, width), got {self.image_size}")
+        check_views(self.cameras, self.image_size, CAMERAS, "Meta-World")
         if not (isinstance(self.fps, int) and self.fps > 0):
             raise ValueError(f"fps must be a positive whole number, got {self.fps}")
         if self.goal_marker_radius is not None and not self.goal_marker_radius > 0:
