@@ -1,19 +1,36 @@
-"""Run under `torchrun --nproc_per_node 2`: trains, then each rank writes the size of the process group it trained
-in and a checksum of its weights."""
+"""Run under `torchrun --nproc_per_node 2` (with ACCELERATE_USE_FSDP=true to shard): DATASET OUT [--resume-check].
+
+Trains the tiny preset for 3 steps into OUT/three; each rank writes to OUT/rank<r>.txt the size of the process group
+it trained in, a checksum of its weights (gathered, under FSDP) and the share of the weights it held itself. With
+--resume-check it then resumes OUT/three to step 6 and trains OUT/six straight to step 6, for the test to compare."""
 
 import os
 import sys
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from gigaworld_policy.train import TrainConfig, train
 
 torch.set_num_threads(1)
-dataset, output_dir = sys.argv[1], Path(sys.argv[2])
-config = TrainConfig(dataset=(dataset,), preset="tiny", steps=3, output_dir=str(output_dir), batch_size=2,
-                     num_workers=0, save_every=3, log_with="none", ema_decay=0)
-result = train(config)
+dataset, output_dir, resume_check = sys.argv[1], Path(sys.argv[2]), "--resume-check" in sys.argv[3:]
+
+
+def run(name: str, steps: int, resume: bool = False):
+    config = TrainConfig(dataset=(dataset,), preset="tiny", steps=steps, output_dir=str(output_dir / name),
+                         batch_size=2, num_workers=0, save_every=3, log_with="none", resume=resume)
+    return train(config)
+
+
+result = run("three", 3)
 with torch.no_grad():
-    checksum = sum(float(p.double().abs().sum()) for p in result.policy.parameters())
-(output_dir / f"rank{os.environ['RANK']}.txt").write_text(f"{result.num_processes} {checksum:.12e}")
+    parameters = list(result.policy.parameters())
+    weights = [p.full_tensor() if isinstance(p, DTensor) else p for p in parameters]
+    checksum = sum(float(w.double().abs().sum()) for w in weights)
+    held = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in parameters)
+share = held / sum(w.numel() for w in weights)
+(output_dir / f"rank{os.environ['RANK']}.txt").write_text(f"{result.num_processes} {checksum:.12e} {share:.3f}")
+if resume_check:
+    run("three", 6, resume=True)
+    run("six", 6)

@@ -178,17 +178,49 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_train_and_agree(robot_data, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+def launch_two_processes(robot_data, out: Path, *args: str, **env: str) -> list[list[str]]:
+    """tests/distributed_train.py under torchrun on two CPU processes (gloo); each rank's report."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), **env}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-               str(Path(__file__).parent / "distributed_train.py"), robot_data, str(tmp_path / "ddp")]
+               str(Path(__file__).parent / "distributed_train.py"), robot_data, str(out), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = [(tmp_path / "ddp" / f"rank{r}.txt").read_text().split() for r in (0, 1)]
-    assert [world_size for world_size, _ in reports] == ["2", "2"], "the ranks trained alone, not as one group"
+    return [(out / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(robot_data, tmp_path_factory) -> tuple[Path, list[list[str]]]:
+    out = tmp_path_factory.mktemp("ddp")
+    return out, launch_two_processes(robot_data, out)
+
+
+def test_two_processes_train_and_agree(ddp_run):
+    _, reports = ddp_run
+    assert [world_size for world_size, _, _ in reports] == ["2", "2"], "the ranks trained alone, not as one group"
     # Each rank draws its own batches and flow noise, so equal weights mean the gradients were averaged.
     assert reports[0][1] == reports[1][1]
+    assert [share for _, _, share in reports] == ["1.000", "1.000"]  # data-parallel: each rank holds all weights
+
+
+def test_fsdp_on_two_processes_shards_equals_ddp_and_resumes_exactly(robot_data, ddp_run, tmp_path):
+    ddp, _ = ddp_run
+    reports = launch_two_processes(robot_data, tmp_path / "fsdp", "--resume-check", ACCELERATE_USE_FSDP="true")
+    assert [world_size for world_size, _, _ in reports] == ["2", "2"]
+    assert all(0.3 < float(share) < 0.7 for _, _, share in reports), f"the weights were not sharded: {reports}"
+
+    def weights(run: Path, step: str, name: str) -> dict[str, torch.Tensor]:
+        return load_file(str(run / "checkpoints" / step / name))
+
+    for name in ("model.safetensors", "ema.safetensors"):  # whole tensors gathered from the shards
+        sharded = weights(tmp_path / "fsdp" / "three", "000003", name)
+        replicated = weights(ddp / "three", "000003", name)
+        assert sharded.keys() == replicated.keys()
+        for key in sharded:  # the same steps; only the order of the gradient sums differs
+            torch.testing.assert_close(sharded[key], replicated[key], rtol=0, atol=1e-6, msg=key)
+        resumed, straight = (weights(tmp_path / "fsdp" / run, "000006", name) for run in ("three", "six"))
+        for key in straight:  # the sharded optimiser state, the RNG and the data position came back exactly
+            assert torch.equal(resumed[key], straight[key]), key
 
 
 def test_ema_forgets_the_random_initial_weights_early():
@@ -249,7 +281,7 @@ def test_weight_decay_spares_biases_norms_and_the_modulation_table():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU accelerate does shard")
-def test_fsdp_asked_for_on_cpu_processes_is_refused_not_run_as_ddp(robot_data, tmp_path, monkeypatch):
+def test_fsdp_asked_for_in_one_cpu_process_is_refused_not_run_unsharded(robot_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --use_fsdp` sets
-    with pytest.raises(ValueError, match="shards only on GPUs"):
+    with pytest.raises(ValueError, match="sharding needs several processes"):
         train(config(robot_data, tmp_path / "fsdp", steps=1))

@@ -3,7 +3,8 @@
     gwp train --dataset DIR --preset tiny --steps N --output-dir OUT [--resume]
 
 Runs on one CPU as is, and on many GPUs under `accelerate launch` or `torchrun` (DDP or FSDP, bf16), because
-everything distributed goes through HF accelerate. Resume is exact: the sample order is a pure function of
+everything distributed goes through HF accelerate (which shards only on accelerators: on CPU processes FSDP2 is handed
+to it, see `_shard_across_cpu_processes`). Resume is exact: the sample order is a pure function of
 (seed, position), the flow-matching noise of step s is drawn from a generator seeded by (seed, s, rank, micro-step),
 and optimizer, scheduler, EMA and RNG states are restored.
 
@@ -34,6 +35,7 @@ from typing import Literal
 
 import torch
 from safetensors.torch import load_file
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from .atomic import write_text_atomically
@@ -47,6 +49,7 @@ from .data.training import ACTION, STATE
 from .encoders.frozen import load_codec, load_text_encoder
 from .model.lora import LORA_CONFIG, add_lora, cast_frozen, trained_state
 from .model.policy import EMA_WEIGHTS_NAME, GigaWorldPolicy
+from .model.wan import TransformerBlock
 
 
 @dataclass
@@ -182,6 +185,11 @@ class EMA:
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()
                        if keys is None or k in keys}
 
+    def full_weights(self) -> dict[str, torch.Tensor]:
+        """The average as whole tensors. Under FSDP it is held in shards like the weights: every process must call
+        this (the shards are gathered)."""
+        return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in self.shadow.items()}
+
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
 
@@ -201,7 +209,14 @@ class EMA:
         stored = load_file(str(folder / EMA_WEIGHTS_NAME))
         if stored.keys() != self.shadow.keys():
             raise ValueError(f"{folder / EMA_WEIGHTS_NAME} does not hold the EMA weights of this model")
-        self.shadow = {k: stored[k].to(v) for k, v in self.shadow.items()}
+        self.shadow = {k: _shaped_like(stored[k], v) for k, v in self.shadow.items()}
+
+
+def _shaped_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`whole` in the dtype and device of `like`, and in its shards if `like` is a shard (FSDP)."""
+    if isinstance(like, DTensor):
+        return distribute_tensor(whole.to(like.dtype), like.device_mesh, like.placements)
+    return whole.to(like)
 
 
 class Progress:
@@ -424,11 +439,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     _attach_frozen_parts(policy, cfg)
     train_set, val_set, weights = build_datasets(cfg, policy)
     optimizer, scheduler = _make_optimizer(policy, cfg)
-    trained = set(trained_state(policy)) if policy.lora is not None else None
-    ema = EMA(policy, cfg.ema_decay, trained) if cfg.ema_decay > 0 else None
     progress = Progress()
-    model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, ema, resume_from)
+    model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, resume_from)
     unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
+    ema = _make_ema(cfg, unwrapped, resume_from)
     batches = iter(_make_loader(cfg, train_set, weights, progress, accelerator))
     _start_logging(cfg, accelerator, output_dir, progress)
 
@@ -449,12 +463,13 @@ def train(cfg: TrainConfig) -> TrainResult:
             _validate_and_log(cfg, accelerator, unwrapped, val_set, output_dir, progress.step)
         out_of_time = cfg.max_minutes is not None and _any_process(accelerator, bar.minutes() > cfg.max_minutes)
         if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
-            save_checkpoint(accelerator, model, ema.shadow if ema else None, output_dir, progress.step,
+            save_checkpoint(accelerator, model, ema.full_weights() if ema else None, output_dir, progress.step,
                             cfg.keep_checkpoints)
         if out_of_time:
             break
     bar.close()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): the process group stays for a next train() call
+        tracker.finish()
     return TrainResult(output_dir / CHECKPOINTS / f"{progress.step:06d}", unwrapped, accelerator.num_processes)
 
 
@@ -473,12 +488,27 @@ def _make_accelerator(cfg: TrainConfig, output_dir: Path):
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         step_scheduler_with_optimizer=False,
     )
-    # accelerate shards only on GPUs (and NPU/XPU/HPU): asked for FSDP on CPU processes it runs DDP without a word
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and (
             accelerator.distributed_type != DistributedType.FSDP):
-        raise ValueError(f"FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs "
-                         f"{accelerator.distributed_type.value}: it shards only on GPUs, not on CPU processes")
+        _shard_across_cpu_processes(accelerator)
     return accelerator
+
+
+def _shard_across_cpu_processes(accelerator) -> None:
+    """accelerate shards only on GPUs (and NPU/XPU/HPU): asked for FSDP on CPU processes it would run DDP without a
+    word. torch's FSDP2 (`fully_shard`) runs over gloo on CPUs, so hand accelerate an FSDP2 plugin (the FSDP_* settings
+    of `accelerate launch` apply; each transformer block is a unit unless they say otherwise) and let it shard."""
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if accelerator.distributed_type != DistributedType.MULTI_CPU:
+        raise ValueError(f"FSDP was asked for (ACCELERATE_USE_FSDP) but accelerate runs "
+                         f"{accelerator.distributed_type.value}: sharding needs several processes (torchrun)")
+    plugin = FullyShardedDataParallelPlugin(  # FSDP2 whatever FSDP_VERSION says: FSDP1 wants a GPU
+        fsdp_version=2, auto_wrap_policy=os.environ.get("FSDP_AUTO_WRAP_POLICY", "transformer_based_wrap"))
+    # AcceleratorState copies PartialState's fields each time it is made: both must say FSDP
+    PartialState().distributed_type = accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
 
 
 def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
@@ -554,10 +584,12 @@ def _make_optimizer(policy: GigaWorldPolicy, cfg: TrainConfig):
     return optimizer, scheduler
 
 
-def _prepare(accelerator, policy: GigaWorldPolicy, optimizer, scheduler, progress: Progress, ema: EMA | None,
+def _prepare(accelerator, policy: GigaWorldPolicy, optimizer, scheduler, progress: Progress,
              resume_from: Path | None):
-    """Wrap model and optimiser for the processes; on resume, load the training state and the EMA."""
+    """Wrap model and optimiser for the processes; on resume, load the training state."""
     model, optimizer = accelerator.prepare(policy, optimizer)
+    if accelerator.is_fsdp2:
+        _gather_blocks_at_every_entry(model)
     accelerator.register_for_checkpointing(scheduler, progress)
     # The checkpoint folder already holds the weights (model.safetensors, read above on resume) and the EMA
     # (ema.safetensors): training_state/ keeps only what is not there, instead of a second copy of each. (Under
@@ -566,9 +598,32 @@ def _prepare(accelerator, policy: GigaWorldPolicy, optimizer, scheduler, progres
     accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
     if resume_from is not None:
         accelerator.load_state(str(resume_from / TRAINING_STATE))
-        if ema:
-            ema.load_shadow(resume_from)
     return model, optimizer
+
+
+def _make_ema(cfg: TrainConfig, policy: GigaWorldPolicy, resume_from: Path | None) -> EMA | None:
+    """The weights' moving average (of the trained ones only, under LoRA), made after `_prepare` so that under FSDP
+    it is sharded as they are; on resume, read back."""
+    if cfg.ema_decay <= 0:
+        return None
+    ema = EMA(policy, cfg.ema_decay, set(trained_state(policy)) if policy.lora is not None else None)
+    if resume_from is not None:
+        ema.load_shadow(resume_from)
+    return ema
+
+
+def _gather_blocks_at_every_entry(model: torch.nn.Module) -> None:
+    """FSDP2 gathers a block's weights for its `forward` only; the policy also calls it in pieces (the text keys/values
+    once per instruction, the action expert's joint attention)."""
+    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+    # The pieces hand back views (keys/values split into heads) that nothing modifies in place: the warning that an
+    # in-place op on them would skip a gather does not apply.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    for module in model.modules():
+        if isinstance(module, TransformerBlock) and isinstance(module, FSDPModule):
+            for name in TransformerBlock.ENTRY_POINTS:
+                register_fsdp_forward_method(module, name)
 
 
 def _make_loader(cfg: TrainConfig, train_set: ConcatDataset, weights: torch.Tensor, progress: Progress,

@@ -109,6 +109,8 @@ def _announced_size(path: Path, size: int) -> int | None:
 
 
 class GigaWorldPolicy(nn.Module):
+    _no_split_modules = ("TransformerBlock",)  # FSDP's unit of sharding under accelerate's transformer_based_wrap
+
     def __init__(self, config: PolicyConfig):
         super().__init__()
         self.config = config

@@ -184,6 +184,9 @@ class TransformerBlock(nn.Module):
     attention_dim (default dim) and text_kv=False make the action expert's block: `dim` wide tokens attending in
     Wan's head space, reading the text keys/values of Wan's block of the same depth."""
 
+    # What runs this block's weights besides `forward`: under FSDP each must gather the block's shards (train.py).
+    ENTRY_POINTS = ("text_kv", "modulation", "self_attention_inputs", "finish")
+
     def __init__(self, dim: int, ffn_dim: int, heads: int, cross_attn_norm: bool, eps: float,
                  attention_dim: int | None = None, text_kv: bool = True):
         super().__init__()
@@ -214,6 +217,10 @@ class TransformerBlock(nn.Module):
         mod = self.modulation(modulation, groups)
         q, kv = self.self_attention_inputs(x, mod, rope)
         return self.finish(x, attention(q, with_past(past_kv, kv), self_mask), mod, text_kv, text_mask), kv
+
+    def text_kv(self, context: Tensor) -> KV:
+        """Projected instruction (B, L, D) -> this block's cross-attention keys/values (B, heads, L, hd)."""
+        return self.attn2.project_kv(context, None)
 
     # `forward` in pieces around its self-attention, so that the tokens of several transformers can share one.
     def modulation(self, modulation: Tensor, groups: Tensor) -> Tensor:
@@ -353,7 +360,7 @@ class WanTransformer(nn.Module):
 
         Computed once per instruction and reused at every denoising step."""
         context = self.condition_embedder.text_embedder(text_embeds)
-        kv = [block.attn2.project_kv(context, None) for block in self.blocks]
+        kv = [block.text_kv(context) for block in self.blocks]
         return TextContext(kv, None if text_mask is None else text_mask[:, None, None, :].bool())
 
     def run_blocks(
