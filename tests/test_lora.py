@@ -129,6 +129,20 @@ def test_lora_on_a_policy_checkpoint_in_bf16_with_gradient_checkpointing(setup, 
     assert all(torch.equal(v, base[k.replace(".base_layer.", ".")]) for k, v in adapted.items() if ".lora_" not in k)
 
 
+def test_adapters_on_a_policy_checkpoint_start_from_the_seed(setup, tmp_path):
+    """Each process of a sharded run must draw the same adapters; any run must be repeatable."""
+    root, _ = setup
+    full = train(lora_config(root, tmp_path / "full", lora_rank=0, lora_alpha=None, steps=1)).checkpoint
+
+    def adapters(name: str, seed: int) -> dict[str, torch.Tensor]:
+        run = train(lora_config(root, tmp_path / name, init_wan=None, init=str(full), steps=1, seed=seed))
+        return load_file(str(run.checkpoint / LORA_WEIGHTS))
+
+    first, again, other = adapters("first", 0), adapters("again", 0), adapters("other", 1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first if ".lora_A." in k)
+
+
 def test_a_lora_checkpoint_refuses_another_base_and_lora_needs_one(setup, tmp_path):
     root, _ = setup
     folder = train(lora_config(root, tmp_path / "run", steps=1)).checkpoint

@@ -523,7 +523,9 @@ def _checkpoint_to_resume(cfg: TrainConfig, output_dir: Path) -> Path | None:
 
 def _build_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[str], None]) -> GigaWorldPolicy:
     """The policy to train (`_starting_policy`), with LoRA adapters when --lora-rank asks for them; a LoRA policy's
-    frozen weights are stored in bf16 under --mixed-precision bf16."""
+    frozen weights are stored in bf16 under --mixed-precision bf16. Whatever starts random (a new policy, new heads,
+    the adapters) is drawn from `cfg.seed`: the same on every process, as sharding each process's own copy needs."""
+    torch.manual_seed(cfg.seed)
     policy = _starting_policy(cfg, resume_from, say)
     rank = policy.lora.rank if policy.lora is not None else 0
     if resume_from is not None and rank != cfg.lora_rank:
@@ -551,7 +553,6 @@ def _starting_policy(cfg: TrainConfig, resume_from: Path | None, say: Callable[[
         policy.load_state_dict(init.state_dict())
         policy.processors = init.processors
         return policy
-    torch.manual_seed(cfg.seed)
     config = sized_to_data(cfg.policy(), cfg, say=say)  # says so on the main process only
     return GigaWorldPolicy.from_wan(cfg.init_wan, config) if cfg.init_wan else GigaWorldPolicy(config)
 
