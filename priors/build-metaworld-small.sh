@@ -24,8 +24,9 @@ TASKS=(assembly-v3 basketball-v3 button-press-topdown-wall-v3 button-press-v3 bu
        pick-place-wall-v3 plate-slide-back-side-v3 plate-slide-back-v3 plate-slide-side-v3 plate-slide-v3
        push-back-v3 push-v3 push-wall-v3 reach-wall-v3 shelf-place-v3 soccer-v3 stick-pull-v3 stick-push-v3
        sweep-into-v3 sweep-v3 window-close-v3 window-open-v3)
-# The main job's cameras and size (gwp demo), so that the prior sees what post-training will.
-VIEW=(--cameras corner corner2 gripperPOV --image-size 64 64)
+# The main job's cameras, size and state (gwp demo --observe-goal: the goal's position in the state), so that the
+# prior sees what post-training will.
+VIEW=(--cameras corner corner2 gripperPOV --image-size 64 64 --observe-goal)
 
 [ -f "$WORK/clean/meta/info.json" ] || gwp collect metaworld --tasks "${TASKS[@]}" "${VIEW[@]}" --episodes "$EPISODES" \
     --seed 0 --out "$WORK/clean"
@@ -35,21 +36,24 @@ VIEW=(--cameras corner corner2 gripperPOV --image-size 64 64)
     --seed 500000 --action-noise 0.5 --action-noise-correlation 0.9 --keep-failures --max-steps 200 --out "$WORK/noisy"
 
 RESUME=(); [ -e "$WORK/train/checkpoints/last" ] && RESUME=(--resume)
-gwp train --stage pretrain --preset small --dataset "$WORK/clean" "$WORK/noisy" --steps 1000000 --max-minutes "$MINUTES" \
+# the main job's network: the small preset seeing the current image through the CNN encoder
+gwp train --stage pretrain --preset small --observation-encoder cnn --dataset "$WORK/clean" "$WORK/noisy" --steps 1000000 --max-minutes "$MINUTES" \
     --batch-size 8 --num-workers 1 --save-every 1000 --log-every 25 --output-dir "$WORK/train" "${RESUME[@]}"
 
-python - "$WORK/train/checkpoints/last" "$PRIOR" "$EPISODES" "${TASKS[@]}" <<'PY'
+python - "$WORK/train/checkpoints/last" "$PRIOR" "$EPISODES" "$MINUTES" "${TASKS[@]}" <<'PY'
 import json, sys
 from pathlib import Path
 from gigaworld_policy import GigaWorldPolicy
 
-checkpoint, prior, episodes, tasks = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+checkpoint, prior, episodes, minutes, tasks = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
 GigaWorldPolicy.from_pretrained(checkpoint, ema=True).save_pretrained(prior)  # the EMA weights only
 recipe = {"stage": "pretrain (video loss only)", "tasks": tasks, "episodes_per_task": {"clean": episodes, "noisy": episodes},
           "action_noise": {"std": 0.5, "correlation": 0.9, "failures_kept": True, "max_steps": 200}, "held_out": {
               "main_job": ["reach-v3", "button-press-topdown-v3", "drawer-open-v3"],
               "few_shot": ["bin-picking-v3", "box-close-v3", "door-lock-v3", "door-unlock-v3", "hand-insert-v3"]},
-          "steps": int(Path(checkpoint).resolve().name), "command": "bash priors/build-metaworld-small.sh"}
+          "state": "robot state + goal position (--observe-goal)", "observation_encoder": "cnn",
+          "steps": int(Path(checkpoint).resolve().name), "minutes": minutes,
+          "command": f"EPISODES={episodes} MINUTES={minutes:g} bash priors/build-metaworld-small.sh"}
 (prior / "recipe.json").write_text(json.dumps(recipe, indent=2))
 PY
 echo "prior written to $PRIOR"
