@@ -13,6 +13,18 @@ Variants (all the same network and budget unless said):
     gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
                    the two differ only in the future-video supervision (`--cnn-widths` sets that CNN's stages)
     pretrain_cnn   gwp_cnn with the pretrain variant's video-only stage first
+    prior_cnn      gwp_cnn post-trained from a video prior (`--prior DIR`, e.g. priors/metaworld-small, pre-trained
+                   on the video of other tasks: priors/build-metaworld-small.sh) instead of from random weights
+    prior_baseline the baseline (action loss only) post-trained from that prior
+
+The prior variants run only when asked for (`--variants`, with `--prior`); their tables add post-training from the
+prior against from scratch (prior_cnn vs gwp_cnn, prior_baseline vs baseline). The paper's curriculum in miniature,
+MT3 and the five few-shot tasks the prior never saw (Meta-World's ML45 test tasks):
+
+    python benchmarks/learning.py --tasks bin-picking-v3,box-close-v3,door-lock-v3,door-unlock-v3,hand-insert-v3 \
+        --episodes 5 --observe-goal --prior priors/metaworld-small \
+        --variants prior_cnn,gwp_cnn,prior_baseline,baseline --steps 2000 --seeds 3 --eval-episodes 10 \
+        --name few-shot-prior
 
 `--extra-episodes` sets how many action-free demonstrations per task the pre-training variants see (default: as
 many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones. `--video-loss-weight W` sets
@@ -38,6 +50,7 @@ docs/learning-<name>.png (success; training action loss); OUT/learning.json gets
 """
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import shutil
@@ -56,6 +69,7 @@ from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings, instruction
 from gigaworld_policy.envs.recording import collect, read_recording
 from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
+from gigaworld_policy.model.policy import CONFIG_NAME, WEIGHTS_NAME
 from gigaworld_policy.studies.report import StudySettings, write_learning
 from gigaworld_policy.studies.results import (
     HELDOUT_DEMOS,
@@ -69,7 +83,14 @@ from gigaworld_policy.studies.results import (
     run_folder,
     setup_differences,
 )
-from gigaworld_policy.studies.variants import OVERRIDES, PRETRAINED, VARIANTS, trains_video
+from gigaworld_policy.studies.variants import (
+    DEFAULT_VARIANTS,
+    FROM_PRIOR,
+    OVERRIDES,
+    PRETRAINED,
+    VARIANTS,
+    trains_video,
+)
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
@@ -151,8 +172,9 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
         post, resumed_post = train_stage(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
                                                      **stages[1], **common), resumable)
         return post, int(pre.name) + int(post.name), resumed_pre or resumed_post
-    checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), output_dir=str(run), **budget(1.0), **common),
-                                      resumable)
+    init = args.prior if variant in FROM_PRIOR else None
+    checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), init=init, output_dir=str(run), **budget(1.0),
+                                                  **common), resumable)
     return checkpoint, int(checkpoint.name), resumed
 
 
@@ -180,7 +202,13 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     setup = {key: getattr(args, key) for key in SETUP_KEYS + (PRETRAIN_SETUP_KEYS if variant in PRETRAINED else ())}
     # The whole policy config the run trains, variant overrides included (presets can change between runs).
     options = run_options(variant, args, seed)
-    setup["policy"] = TrainConfig(**options).policy().to_dict()
+    if variant in FROM_PRIOR:  # the prior's network; the run is tied to its exact weights
+        prior = Path(args.prior)
+        setup["prior"] = hashlib.sha256((prior / WEIGHTS_NAME).read_bytes()).hexdigest()
+        setup["policy"] = TrainConfig(**options, init=str(prior)).policy(
+            base=PolicyConfig.from_file(prior / CONFIG_NAME)).to_dict()
+    else:
+        setup["policy"] = TrainConfig(**options).policy().to_dict()
     setup["normalization"] = options["data"].normalization
     setup = json.loads(json.dumps(setup))  # tuples -> lists, as they come back from the file
     if result_file.exists():
@@ -240,7 +268,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="mt3", help="mt3, mt10 or a comma-separated list")
     parser.add_argument("--episodes", type=int, default=20, help="demonstrations per task")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS)} (default: all but the prior's)")
+    parser.add_argument("--prior", default=None,
+                        help="checkpoint folder the prior_* variants post-train from, e.g. priors/metaworld-small")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant")
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--preset", default="small")
@@ -315,6 +346,10 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.variant_list) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {VARIANTS}")
+    if bool(args.prior) != bool(set(FROM_PRIOR) & set(args.variant_list)):
+        parser.error(f"--prior and the variants {', '.join(FROM_PRIOR)} go together")
+    if args.prior and not (Path(args.prior) / WEIGHTS_NAME).is_file():
+        parser.error(f"--prior {args.prior} is not a checkpoint folder (no {WEIGHTS_NAME} in it)")
     if args.cnn_widths:
         try:
             PolicyConfig.preset(args.preset).replace(cnn_widths=args.cnn_widths)

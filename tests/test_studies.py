@@ -11,7 +11,9 @@ import pytest
 from gigaworld_policy.studies.report import (
     StudySettings,
     chunk_effect_section,
+    paired_rows,
     points,
+    prior_effect,
     read_section,
     temperature_section,
     video_loss_rows,
@@ -20,6 +22,7 @@ from gigaworld_policy.studies.report import (
 )
 from gigaworld_policy.studies.results import finished_runs, lacks_heldout_scores, run_folder, setup_differences
 from gigaworld_policy.studies.statistics import pooled_difference, seed_interval, wilson_interval
+from gigaworld_policy.studies.variants import PRIOR_PAIRS
 
 RESULTS_MD = Path(__file__).parents[1] / "docs" / "RESULTS.md"
 
@@ -70,6 +73,18 @@ def test_video_loss_rows_compare_only_the_seeds_both_variants_ran():
 
 def test_video_loss_rows_skip_a_variant_whose_partner_did_not_run():
     assert video_loss_rows({"gwp_cnn": [run(0, 8)], "action_only": [run(0, 5)]}) == []
+
+
+def test_the_prior_is_set_against_scratch_with_the_same_losses():
+    results = {"prior_cnn": [run(0, 9), run(1, 8)], "gwp_cnn": [run(0, 5), run(1, 6)],
+               "prior_baseline": [run(0, 7), run(1, 7)], "baseline": [run(0, 4), run(1, 4)]}
+    rows = paired_rows(results, PRIOR_PAIRS)
+    assert [(prior, scratch) for prior, scratch, _, _ in rows] == list(PRIOR_PAIRS)
+    assert PRIOR_PAIRS == (("prior_cnn", "gwp_cnn"), ("prior_baseline", "baseline"))
+    assert rows[0][3].startswith("+40, +20 (mean +30 ± ") and rows[1][3].startswith("+30, +30 (mean +30 ± 0)")
+    table = prior_effect(results)
+    assert "| prior_cnn | gwp_cnn | +30 " in "\n".join(table)
+    assert prior_effect({"prior_cnn": results["prior_cnn"], "baseline": results["baseline"]}) == []  # no partner
 
 
 def test_a_stored_setup_is_compared_with_the_defaults_of_keys_added_since():

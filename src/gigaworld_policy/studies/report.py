@@ -18,7 +18,7 @@ from ..atomic import write_text_atomically
 from ..config import PolicyConfig
 from .results import HELDOUT_EPISODES, HELDOUT_SAMPLES
 from .statistics import pooled_difference, pooled_successes, seed_interval, wilson_interval
-from .variants import PRETRAINED, VIDEO_LOSS_PAIRS, trains_video
+from .variants import PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, trains_video
 
 VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
                       "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
@@ -77,23 +77,29 @@ def success_over_seeds(runs: list[dict]) -> tuple[str, str]:
     return f"{100 * mean:.0f}% {spread}", ", ".join(f"{100 * r['average_success_rate']:.0f}" for r in runs)
 
 
-def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
-    """For each pair of variants in `results` that differ only in the video loss (VIDEO_LOSS_PAIRS): (with video,
-    without, the success difference with all episodes pooled, the differences per training seed that both ran and,
-    given two or more, their mean with a 95% t-interval: the test that counts the spread between training seeds)."""
+def paired_rows(results: dict[str, list[dict]], pairs: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str, str]]:
+    """For each pair of variants in `results` that differ in one thing only (e.g. VIDEO_LOSS_PAIRS: the video loss):
+    (the first, the second, the success difference with all episodes pooled, the differences per training seed that
+    both ran and, given two or more, their mean with a 95% t-interval: the test that counts the spread between
+    training seeds)."""
     rows = []
-    for video, action in VIDEO_LOSS_PAIRS:
-        if video in results and action in results:
-            with_video = {r["seed"]: r["average_success_rate"] for r in results[video]}
-            without = {r["seed"]: r["average_success_rate"] for r in results[action]}
-            differences = [with_video[s] - without[s] for s in sorted(with_video.keys() & without.keys())]
+    for first, second in pairs:
+        if first in results and second in results:
+            ones = {r["seed"]: r["average_success_rate"] for r in results[first]}
+            others = {r["seed"]: r["average_success_rate"] for r in results[second]}
+            differences = [ones[s] - others[s] for s in sorted(ones.keys() & others.keys())]
             per_seed = ", ".join(f"{round(100 * d):+d}" for d in differences)
             if len(differences) > 1:
                 mean, half = seed_interval(differences)
                 per_seed += f" (mean {100 * mean:+.0f} ± {100 * half:.0f})"
-            pooled = pooled_difference(pooled_successes(results[video]), pooled_successes(results[action]))
-            rows.append((video, action, points(pooled), per_seed or "—"))
+            pooled = pooled_difference(pooled_successes(results[first]), pooled_successes(results[second]))
+            rows.append((first, second, points(pooled), per_seed or "—"))
     return rows
+
+
+def video_loss_rows(results: dict[str, list[dict]]) -> list[tuple[str, str, str, str]]:
+    """`paired_rows` of the variants that differ only in the video loss: (with video, without, pooled, per seed)."""
+    return paired_rows(results, VIDEO_LOSS_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class StudySettings:
     action_noise_correlation: float = 0.0
     video_loss_weight: float | None = None
     clean_action_prob: float | None = None
+    prior: str | None = None  # the checkpoint folder the prior_* variants post-train from
 
 
 def budget_words(settings: StudySettings) -> str:
@@ -156,6 +163,8 @@ def setup_words(settings: StudySettings) -> str:
     if s.clean_action_prob is not None:
         words += (f", {100 * s.clean_action_prob:g}% of the samples of the variants with video given their clean "
                   f"action chunk (video loss only)")
+    if s.prior:
+        words += f", the prior_* variants post-trained from the video prior `{s.prior}` (its recipe.json says how made)"
     return words
 
 
@@ -217,6 +226,7 @@ def summary_tables(results: dict[str, list[dict]], tasks: tuple[str, ...]) -> li
                   "after resuming."]
     lines += default_against_others(results)
     lines += video_loss_effect(results)
+    lines += prior_effect(results)
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for variant, runs in results.items():
@@ -273,6 +283,17 @@ def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
     return ["", f"The video loss on against off, the network otherwise the same: {VIDEO_LOSS_COLUMNS}", "",
             "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
             *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
+
+
+def prior_effect(results: dict[str, list[dict]]) -> list[str]:
+    """Post-training from the prior against from random weights (PRIOR_PAIRS), or nothing when no such pair ran."""
+    rows = paired_rows(results, PRIOR_PAIRS)
+    if not rows:
+        return []
+    return ["", f"Post-training from the prior against from random weights, at the same post-training budget: "
+            f"{VIDEO_LOSS_COLUMNS}", "",
+            "| from the prior | from scratch | prior minus scratch, pooled (points) | per seed |", "|---|---|---|---|",
+            *(f"| {prior} | {scratch} | {pooled} | {per_seed} |" for prior, scratch, pooled, per_seed in rows)]
 
 
 def temperature_section(name: str, evaluations: dict[str, dict[float, list[dict]]], results: dict[str, list[dict]],
