@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gigaworld_policy.data import LeRobotDatasetWriter
 
@@ -333,9 +334,19 @@ def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):
                                  env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)), preset="tiny",
                                  train_minutes=1.0, max_steps=3, batch_size=2, eval_episodes=1, episode_steps=10))
     text = report.read_text()
-    assert "| reach-v3 |" in text and "trained for 3 steps" in text
+    assert "| reach-v3 |" in text and "trained for 3 steps" in text and "trained from random weights" in text
     assert (tmp_path / "demo" / "loss.png").is_file()
     assert (tmp_path / "demo" / "eval" / "videos" / "reach-v3-seed1000.gif").is_file()
+
+    # --init: post-training starts from the given weights (at learning rate 0 it ends on them)
+    first = tmp_path / "demo" / "train" / "checkpoints" / "last"
+    again = run_demo(DemoConfig(out=str(tmp_path / "again"), tasks=("reach-v3",), episodes=1, init=str(first), lr=0.0,
+                                env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)), preset="tiny",
+                                train_minutes=1.0, max_steps=2, batch_size=2, eval_episodes=1, episode_steps=10))
+    assert f"post-trained from `{first}`" in again.read_text()
+    start, end = (load_file(str(folder / "model.safetensors")) for folder in (first, tmp_path / "again" / "train" /
+                                                                              "checkpoints" / "last"))
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
 
 
 @pytest.mark.parametrize("handled", [True, False], ids=["gwp", "python-default"])

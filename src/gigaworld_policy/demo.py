@@ -35,7 +35,9 @@ class DemoConfig:
     env: tyro.conf.OmitArgPrefixes[MetaWorldSettings] = MetaWorldSettings(image_size=(64, 64))
     """the environment the demonstrations are recorded in and the policy is evaluated in"""
     preset: str = "small"
-    observation_encoder: Literal["patch", "cnn"] = "patch"  # how the policy sees the current image
+    observation_encoder: Literal["patch", "cnn"] | None = None  # how the policy sees the current image (None: the
+    # preset's latent patches, or --init's encoder)
+    init: str | None = None  # post-train from this checkpoint, e.g. the video prior priors/metaworld-small
     train_minutes: float = 40.0
     max_steps: int = 100_000  # training steps, if time allows
     batch_size: int = 8
@@ -96,7 +98,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     result = train(TrainConfig(dataset=(str(data),), preset=cfg.preset, steps=cfg.max_steps, resume=resume,
                                max_minutes=cfg.train_minutes, output_dir=str(run_dir), batch_size=cfg.batch_size,
                                num_workers=1, save_every=1000, log_every=25, seed=cfg.seed,
-                               observation_encoder=cfg.observation_encoder,
+                               observation_encoder=cfg.observation_encoder, init=cfg.init,
                                # the step count is set by the time budget, so no decay schedule to fit it
                                optim=OptimConfig(lr=cfg.lr, warmup_steps=200, schedule="constant")))
     timings["train_min"] = (time.monotonic() - start) / 60
@@ -109,6 +111,10 @@ def run_demo(cfg: DemoConfig) -> Path:
     timings["eval_min"] = (time.monotonic() - start) / 60
 
     steps = int(result.checkpoint.name)
+    encoder = {"cnn": "a small CNN", "patch": "the codec's latent patches"}[result.policy.config.observation_encoder]
+    recipe = (f"Recipe: the current image seen through {encoder}; the state is the robot's"
+              + (" and the goal's position (so not an image-only policy)" if cfg.env.observe_goal else "")
+              + (f"; post-trained from `{cfg.init}`" if cfg.init else "; trained from random weights") + ".")
     gifs = sorted((out / "eval" / "videos").glob("*.gif"))
     lines = [
         "# GigaWorld-Policy on Meta-World — demo report", "",
@@ -116,6 +122,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"({len(cfg.env.cameras)} cameras at {cfg.env.image_size[0]}x{cfg.env.image_size[1]}), trained for {steps} "
         f"steps ({timings['train_min']:.1f} min, batch {cfg.batch_size}), evaluated closed-loop on "
         f"{cfg.eval_episodes} held-out seeds per task, executing {cfg.execute_steps} of each predicted chunk.", "",
+        recipe, "",
         f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}; collection {timings['collect_min']:.1f} min, "
         f"training {timings['train_min']:.1f} min, evaluation {timings['eval_min']:.1f} min.", "",
         "## Success", "", report_markdown(report),
