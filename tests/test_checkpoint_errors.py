@@ -200,3 +200,10 @@ def test_clearing_interrupted_writes_puts_back_a_folder_moved_aside(tmp_path):
     assert cleared == [".data.old-ab12cd34", ".data.tmp-ef56gh78", ".done.old-ij90kl12", ".notes.txt.tmp"]
     assert (tmp_path / "data" / "kept").read_text() == "the only copy"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".data.writing-123-x", ".gitignore", "data", "done"]
+
+
+def test_saved_weights_are_as_readable_as_the_other_files(tmp_path):
+    """safetensors alone writes its files 0600: a checkpoint shared on a cluster would be unreadable to the group."""
+    GigaWorldPolicy(PolicyConfig.preset("tiny")).save_pretrained(tmp_path / "policy", ema_state={})
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "policy").iterdir()}
+    assert modes["model.safetensors"] == modes["ema.safetensors"] == modes["config.json"], modes

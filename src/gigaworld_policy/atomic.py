@@ -76,6 +76,17 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     os.replace(temporary, target)
 
 
+def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, with the file readable as the umask allows like any other (safetensors writes it
+    0600). Callers write into a temporary folder or name and move it into place."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    Path(path).chmod(0o666 & ~umask)
+
+
 # `.NAME.tmp-*` and `.NAME.old-*` folders of atomic_directory, `.NAME.tmp` files of write_text_atomically
 INTERRUPTED_WRITE = re.compile(r"\.(?P<target>.+)\.(?P<kind>tmp|tmp-\w+|old-\w+)")
 

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-from ..atomic import write_text_atomically
+from ..atomic import save_tensors, write_text_atomically
 from ..config import read_json
 from .lerobot import LeRobotDataset
 
@@ -40,7 +40,7 @@ def precompute_text_embeddings(dataset: LeRobotDataset, encoder, out: str | os.P
         for offset, (states, valid) in enumerate(zip(embeds, mask, strict=True)):
             tensors[str(start + offset)] = states[valid].float().contiguous()
     tmp = out / f".{TENSORS}.tmp"
-    save_file(tensors, str(tmp))
+    save_tensors(tensors, tmp)
     os.replace(tmp, out / TENSORS)
     description = {"root": str(Path(dataset.root).resolve()), "dim": encoder.dim, "max_length": encoder.max_length,
                    "tasks": tasks}

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, save_tensors
 from ..extras import require
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def write_lora(policy: GigaWorldPolicy, folder: Path, ema_state: dict[str, Tenso
     for name, tensors in ((LORA_WEIGHTS, trained_state(policy, state)), (EMA_WEIGHTS_NAME, ema_state)):
         if tensors is not None:
             tensors = {k: v.detach().contiguous().cpu() for k, v in trained_state(policy, tensors).items()}
-            save_file(tensors, str(folder / name), metadata={"format": "pt"})
+            save_tensors(tensors, folder / name, metadata={"format": "pt"})
 
 
 def load_base(cls: type[GigaWorldPolicy], config, spec: LoraSpec, base: str | os.PathLike | None,
@@ -210,7 +210,7 @@ def merge_checkpoint(source: str | os.PathLike, out: str | os.PathLike, base: st
         if (source / EMA_WEIGHTS_NAME).is_file():
             averaged = GigaWorldPolicy.from_pretrained(source, ema=True, lora_base=base)
             state = {k: v.contiguous() for k, v in averaged.state_dict().items()}
-            save_file(state, str(tmp / EMA_WEIGHTS_NAME), metadata={"format": "pt"})
+            save_tensors(state, tmp / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
             del averaged, state
         GigaWorldPolicy.from_pretrained(source, lora_base=base).write_pretrained(tmp)
     return Path(out)

@@ -28,10 +28,10 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, save_tensors
 from ..config import PolicyConfig
 from ..data.processor import RobotProcessor, read_processors, write_processors
 from ..encoders import PixelCodec
@@ -545,10 +545,10 @@ class GigaWorldPolicy(nn.Module):
             write_lora(self, folder, ema_state, state)
             return
         state = {k: v.detach().contiguous().cpu() for k, v in (state or self.state_dict()).items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_tensors(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
         if ema_state is not None:
             ema = {k: v.detach().contiguous().cpu() for k, v in ema_state.items()}
-            save_file(ema, str(folder / EMA_WEIGHTS_NAME), metadata={"format": "pt"})
+            save_tensors(ema, folder / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
 
     @classmethod
     def from_pretrained(
