@@ -68,7 +68,9 @@ def plot_losses(metrics_file: Path, image: Path) -> None:
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(image)
+    temporary = image.with_name(f".{image.name}.tmp")  # moved into place whole
+    figure.savefig(temporary, format="png")
+    temporary.replace(image)
     plt.close(figure)
 
 

@@ -191,19 +191,22 @@ def write_report(report: dict, out_dir: str | Path) -> None:
 
 
 def save_rollout(stem: Path, frames: list[np.ndarray], fps: int = 10) -> None:
-    """stem.mp4 and stem.gif of (H, W, 3) uint8 frames."""
+    """stem.mp4 and stem.gif of (H, W, 3) uint8 frames, each written under a temporary name and moved into place."""
     from PIL import Image
 
     from .data.video import VideoEncoder
 
     stem.parent.mkdir(parents=True, exist_ok=True)
+    mp4, gif = (stem.with_name(f".{stem.name}.tmp{suffix}") for suffix in (".mp4", ".gif"))
     height, width = frames[0].shape[:2]
-    encoder = VideoEncoder(stem.with_suffix(".mp4"), fps, height - height % 2, width - width % 2)
+    encoder = VideoEncoder(mp4, fps, height - height % 2, width - width % 2)
     for frame in frames:
         encoder.write(np.ascontiguousarray(frame[: height - height % 2, : width - width % 2]))
     encoder.close()
+    mp4.replace(stem.with_suffix(".mp4"))
     images = [Image.fromarray(f) for f in frames[::2]]
-    images[0].save(stem.with_suffix(".gif"), save_all=True, append_images=images[1:], duration=2000 // fps, loop=0)
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=2000 // fps, loop=0)
+    gif.replace(stem.with_suffix(".gif"))
 
 
 @torch.no_grad()

@@ -45,5 +45,7 @@ def plot_learning(results: dict[str, list[dict]], out: Path, path: Path) -> None
         loss.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    temporary = path.with_name(f".{path.name}.tmp")  # moved into place whole
+    figure.savefig(temporary, format="png")
+    temporary.replace(path)
     plt.close(figure)
