@@ -72,10 +72,6 @@ class PolicyDataset(Dataset):
         self.processor = self._fit_processor(processor)
         self.camera_keys = [dataset.camera_key(c) for c in self.processor.cameras]
 
-    @property
-    def embodiment_name(self) -> str:
-        return self.config.embodiments[self.data.embodiment].name
-
     def _check_dims(self) -> None:
         if not 0 <= self.data.embodiment < len(self.config.embodiments):
             raise ValueError(f"embodiment id {self.data.embodiment} is not one of the policy's "
