@@ -13,6 +13,7 @@ Variants (all the same network and budget unless said):
     gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
                    the two differ only in the future-video supervision (`--cnn-widths` sets that CNN's stages)
     pretrain_cnn   gwp_cnn with the pretrain variant's video-only stage first
+    gwp_cnn_expert gwp_cnn with a 64-wide action expert for the action tokens (GigaWorld-Policy 0.5's design)
     prior_cnn      gwp_cnn post-trained from a video prior (`--prior DIR`, e.g. priors/metaworld-small, pre-trained
                    on the video of other tasks: priors/build-metaworld-small.sh) instead of from random weights
     prior_baseline the baseline (action loss only) post-trained from that prior

@@ -14,7 +14,7 @@ from helpers import write_dataset
 from safetensors.torch import load_file
 
 from gigaworld_policy import PolicyConfig
-from gigaworld_policy.config import EmbodimentSpec
+from gigaworld_policy.config import ActionExpertConfig, EmbodimentSpec
 from gigaworld_policy.model.policy import GigaWorldPolicy
 from gigaworld_policy.train import EMA, OptimConfig, TrainConfig, train
 
@@ -257,6 +257,9 @@ def test_init_keeps_its_checkpoints_architecture():
     assert cfg.policy().cnn_widths == (8, 16)  # a fresh run may choose its encoder
     same = TrainConfig(dataset="unused", init="ckpt", observation_encoder="cnn", video_loss_weight=0.0)
     assert same.policy(base).video_loss_weight == 0.0  # losses may change; restating the architecture is fine
+    assert TrainConfig(dataset="unused", action_expert_dim=8).policy().action_expert == ActionExpertConfig(8, 32)
+    with pytest.raises(ValueError, match="would change action_expert from None"):
+        TrainConfig(dataset="unused", init="ckpt", action_expert_dim=8).policy(base)
 
 
 def test_a_new_policy_takes_the_robot_sizes_of_the_data_and_an_init_checkpoint_keeps_its_own(robot_data, tmp_path):

@@ -40,7 +40,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from .atomic import write_text_atomically
 from .checkpoints import CHECKPOINTS, TRAINING_STATE, latest_checkpoint, resume_policy, save_checkpoint, tidy_output
-from .config import EmbodimentSpec, PolicyConfig
+from .config import ActionExpertConfig, EmbodimentSpec, PolicyConfig
 from .data import DataConfig, LeRobotDataset, PolicyDataset
 from .data.latents import LatentDataset
 from .data.sampler import ResumableSampler
@@ -68,6 +68,7 @@ class OptimConfig:
 LOSS_OVERRIDES = ("video_loss_weight", "action_loss_weight", "shared_flow_time", "clean_action_prob",
                   "action_prefix_prob", "max_action_prefix")
 ARCHITECTURE_OVERRIDES = ("observation_encoder", "cnn_widths")
+ARCHITECTURE = (*ARCHITECTURE_OVERRIDES, "action_expert")  # what an --init run keeps (the expert: --action-expert-dim)
 
 
 @dataclass
@@ -112,6 +113,9 @@ class TrainConfig:
     max_action_prefix: int | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     cnn_widths: tuple[int, ...] | None = None
+    # an action expert of this width for the action tokens (config.ActionExpertConfig; FFN 4x wide unless given)
+    action_expert_dim: int | None = None
+    action_expert_ffn_dim: int | None = None
     text_encoder: str = "minilm"  # "minilm", "none" (datasets must not need one) or a umT5 folder (Wan2.2's)
     vae: str | None = None  # Wan2.2 VAE folder, for a wan_vae policy (not needed with --latents and no validation)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -126,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"{len(self.latents)} latent folders for {len(self.dataset)} datasets")
         if self.text_embeddings and len(self.text_embeddings) != len(self.dataset):
             raise ValueError(f"{len(self.text_embeddings)} text embedding folders for {len(self.dataset)} datasets")
+        if self.action_expert_ffn_dim is not None and self.action_expert_dim is None:
+            raise ValueError("--action-expert-ffn-dim sizes the action expert: give its --action-expert-dim too")
         if self.init and self.init_wan:
             raise ValueError("give --init (a policy checkpoint) or --init-wan (Wan2.2 transformer weights), not both")
         if self.lora_rank < 0 or (self.lora_alpha is not None and (self.lora_alpha <= 0 or not self.lora_rank)):
@@ -144,9 +150,13 @@ class TrainConfig:
             config = PolicyConfig.from_file(self.policy_config)
         else:
             config = PolicyConfig.preset(self.preset)
-        names = (*LOSS_OVERRIDES, *ARCHITECTURE_OVERRIDES)
-        overridden = config.replace(**{k: getattr(self, k) for k in names if getattr(self, k) is not None})
-        changed = [k for k in ARCHITECTURE_OVERRIDES if getattr(overridden, k) != getattr(config, k)]
+        overrides = {k: getattr(self, k) for k in (*LOSS_OVERRIDES, *ARCHITECTURE_OVERRIDES)
+                     if getattr(self, k) is not None}
+        if self.action_expert_dim is not None:
+            overrides["action_expert"] = ActionExpertConfig(
+                self.action_expert_dim, self.action_expert_ffn_dim or 4 * self.action_expert_dim)
+        overridden = config.replace(**overrides)
+        changed = [k for k in ARCHITECTURE if getattr(overridden, k) != getattr(config, k)]
         if base is not None and changed:
             raise ValueError(f"--init {self.init} keeps its checkpoint's architecture; this run would change "
                              + ", ".join(f"{k} from {getattr(config, k)} to {getattr(overridden, k)}" for k in changed))

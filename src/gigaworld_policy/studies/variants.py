@@ -10,6 +10,8 @@
     gwp_cnn        the default with the baseline's CNN observation encoder: baseline + the video loss, so
                    the two differ only in the future-video supervision
     pretrain_cnn   gwp_cnn with the pretrain variant's video-only stage first
+    gwp_cnn_expert gwp_cnn with a 64-wide action expert (a quarter of the small preset's width; FFN 256) for the
+                   action tokens, sharing attention with the DiT at every layer (GigaWorld-Policy 0.5's design)
     prior_cnn      gwp_cnn post-trained from a shipped video prior (--prior, e.g. priors/metaworld-small: video-only
                    pre-training on other tasks) instead of from random weights: the paper's curriculum
     prior_baseline the baseline's recipe (action loss only) from that prior: the prior without video in
@@ -17,12 +19,14 @@
 """
 
 # the variants a study runs unless told otherwise (the prior's need --prior)
-DEFAULT_VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn", "pretrain_cnn")
+DEFAULT_VARIANTS = ("gwp", "action_only", "shared_sigma", "pretrain", "baseline", "gwp_cnn", "pretrain_cnn",
+                    "gwp_cnn_expert")
 VARIANTS = (*DEFAULT_VARIANTS, "prior_cnn", "prior_baseline")
 # TrainConfig fields each variant sets (the others train the preset as it is)
 OVERRIDES = {"action_only": {"video_loss_weight": 0.0}, "shared_sigma": {"shared_flow_time": True},
              "baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"},
              "gwp_cnn": {"observation_encoder": "cnn"}, "pretrain_cnn": {"observation_encoder": "cnn"},
+             "gwp_cnn_expert": {"observation_encoder": "cnn", "action_expert_dim": 64},
              "prior_cnn": {"observation_encoder": "cnn"},
              "prior_baseline": {"video_loss_weight": 0.0, "observation_encoder": "cnn"}}
 PRETRAINED = ("pretrain", "pretrain_cnn")  # variants with a video-only stage on the extra demonstrations first
