@@ -113,9 +113,8 @@ class TrainConfig:
     max_action_prefix: int | None = None
     observation_encoder: Literal["patch", "cnn"] | None = None  # "cnn" with video_loss_weight 0: the baseline
     cnn_widths: tuple[int, ...] | None = None
-    # an action expert of this width for the action tokens (config.ActionExpertConfig; FFN 4x wide unless given)
-    action_expert_dim: int | None = None
-    action_expert_ffn_dim: int | None = None
+    action_expert_dim: int | None = None  # an action expert this wide for the action tokens (ActionExpertConfig)
+    action_expert_ffn_dim: int | None = None  # its feed-forward width (default 4 x its width)
     text_encoder: str = "minilm"  # "minilm", "none" (datasets must not need one) or a umT5 folder (Wan2.2's)
     vae: str | None = None  # Wan2.2 VAE folder, for a wan_vae policy (not needed with --latents and no validation)
     optim: OptimConfig = field(default_factory=OptimConfig)
