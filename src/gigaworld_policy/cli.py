@@ -405,9 +405,13 @@ def _plan_memory(plan) -> None:
 
 
 def _train(config: TrainConfig) -> None:
+    import torch.distributed
+
     from .train import train
 
     print(f"final checkpoint: {train(config).checkpoint}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # this process trained once: leave torchrun a clean exit
 
 
 def _names(names: list[str] | tuple[str, ...], flag: str) -> list[str]:
