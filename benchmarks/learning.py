@@ -1,5 +1,8 @@
 """Does the method learn? Train and evaluate ablations on the same Meta-World demonstrations and held-out seeds.
 
+(`--env aloha --tasks aloha`: the same study on bimanual ALOHA, TransferCube and Insertion, with its scripted experts'
+demonstrations.)
+
 Variants (all the same network and budget unless said):
     gwp            video + action losses, independent flow times, action-only decoding   (our default)
     action_only    action loss only (video_loss_weight 0): the ablation the paper's claim rests on
@@ -48,6 +51,8 @@ docs/learning-<name>.png (success; training action loss); OUT/learning.json gets
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10 --jobs 2
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
+    python benchmarks/learning.py --env aloha --tasks aloha --episodes 50 --variants gwp,action_only --steps 4000 \
+        --seeds 3 --eval-episodes 10 --jobs 2
 """
 
 import argparse
@@ -66,7 +71,10 @@ import torch
 from gigaworld_policy.atomic import exit_cleanly_on_sigterm, write_text_atomically
 from gigaworld_policy.config import PolicyConfig
 from gigaworld_policy.data import DataConfig, LeRobotDataset
-from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings, instruction
+from gigaworld_policy.envs.aloha import TASKS as ALOHA_TASKS
+from gigaworld_policy.envs.aloha import AlohaSettings
+from gigaworld_policy.envs.base import EnvSettings
+from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings
 from gigaworld_policy.envs.recording import collect, read_recording
 from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
@@ -94,13 +102,20 @@ from gigaworld_policy.studies.variants import (
 )
 from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
-TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10}
+TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10,
+             "aloha": tuple(ALOHA_TASKS)}
+# per environment: the default --camera-size and --episode-steps (ALOHA's: its package's 400-step episodes)
+ENV_DEFAULTS = {"metaworld": {"camera_size": (64, 64), "episode_steps": 200},
+                "aloha": {"camera_size": AlohaSettings().image_size, "episode_steps": 400}}
+METAWORLD_ONLY = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
 HELDOUT_SEED = 9000  # of the held-out demonstrations (results.HELDOUT_EPISODES per task)
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
 
 
-def env_settings(args) -> MetaWorldSettings:
-    """The Meta-World settings every demonstration of the study is recorded with and every policy evaluated in."""
+def env_settings(args) -> EnvSettings:
+    """The settings every demonstration of the study is recorded with and every policy evaluated in."""
+    if args.env == "aloha":
+        return AlohaSettings(image_size=tuple(args.camera_size))
     return MetaWorldSettings(image_size=tuple(args.camera_size), goal_marker_radius=args.goal_marker_radius,
                              observe_goal=args.observe_goal, action_noise=args.action_noise,
                              action_noise_correlation=args.action_noise_correlation)
@@ -113,12 +128,13 @@ def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: in
         collect(settings, list(tasks), episodes, folder, seed=seed)
         return
     found = LeRobotDataset(folder)
-    recorded = read_recording(folder).settings
-    if (sorted(found.tasks) != sorted(instruction(t) for t in tasks) or len(found.episodes) != episodes * len(tasks)
-            or recorded != settings):
+    recorded = read_recording(folder)
+    # (recordings older than their task list name their instructions only)
+    same_tasks = sorted(recorded.tasks) == sorted(tasks) if recorded.tasks else len(found.tasks) == len(tasks)
+    if not same_tasks or len(found.episodes) != episodes * len(tasks) or recorded.settings != settings:
         raise SystemExit(f"{folder} holds {len(found.episodes)} demonstrations of {len(found.tasks)} tasks recorded "
-                         f"with {recorded}, not {episodes} of each of {', '.join(tasks)} with {settings}: use another "
-                         "--out or delete it")
+                         f"with {recorded.settings}, not {episodes} of each of {', '.join(tasks)} with {settings}: use "
+                         "another --out or delete it")
 
 
 def policy_config(args) -> PolicyConfig | None:
@@ -179,7 +195,7 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
     return checkpoint, int(checkpoint.name), resumed
 
 
-def evaluate_checkpoint(checkpoint: Path, settings: MetaWorldSettings, tasks: list[str], episodes: int,
+def evaluate_checkpoint(checkpoint: Path, settings: EnvSettings, tasks: list[str], episodes: int,
                         execute_steps: int, episode_steps: int, temperature: float = 1.0) -> dict:
     """Closed loop on the study's held-out seeds (from 1000) in the environment of `settings`, as demonstrated."""
     predictor = Predictor.from_checkpoint(checkpoint, temperature=temperature)
@@ -267,7 +283,9 @@ def widths(text: str) -> tuple[int, ...]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", default="mt3", help="mt3, mt10 or a comma-separated list")
+    parser.add_argument("--env", choices=tuple(ENV_DEFAULTS), default="metaworld",
+                        help="the simulator of the study (aloha: bimanual TransferCube and Insertion, --tasks aloha)")
+    parser.add_argument("--tasks", default="mt3", help="mt3, mt10, aloha or a comma-separated list")
     parser.add_argument("--episodes", type=int, default=20, help="demonstrations per task")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help=f"comma-separated, of {', '.join(VARIANTS)} (default: all but the prior's)")
@@ -293,8 +311,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--execute-steps", type=int, default=8)
-    parser.add_argument("--episode-steps", type=int, default=200)
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(64, 64), help="pixels (H W) of each recorded view")
+    parser.add_argument("--episode-steps", type=int, default=None,
+                        help="evaluation time limit per episode (default: Meta-World 200, ALOHA 400)")
+    parser.add_argument("--camera-size", type=int, nargs=2, default=None,
+                        help="pixels (H W) of each recorded view (default: Meta-World 64 64, ALOHA 96 128)")
     parser.add_argument("--goal-marker-radius", type=float, default=None,
                         help="draw the goal sphere with this radius in metres, e.g. 0.05, in demonstrations and "
                              "evaluation (default: Meta-World's 2 cm, about a pixel in a 64x64 view)")
@@ -324,6 +344,13 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    for option, default in ENV_DEFAULTS[args.env].items():
+        if getattr(args, option) is None:
+            setattr(args, option, default)
+    if args.env != "metaworld":
+        given = [option for option in METAWORLD_ONLY if getattr(args, option)]
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} is a Meta-World setting; {args.env} has no such option")
     for option in ("pretrain_steps", "extra_episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")

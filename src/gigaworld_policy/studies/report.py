@@ -20,6 +20,7 @@ from .results import HELDOUT_EPISODES, HELDOUT_SAMPLES
 from .statistics import pooled_difference, pooled_successes, seed_interval, wilson_interval
 from .variants import PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, trains_video
 
+SIMULATORS = {"metaworld": "Meta-World", "aloha": "ALOHA"}  # as the section titles name them
 VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
                       "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
 
@@ -128,6 +129,7 @@ class StudySettings:
     video_loss_weight: float | None = None
     clean_action_prob: float | None = None
     prior: str | None = None  # the checkpoint folder the prior_* variants post-train from
+    env: str = "metaworld"  # the simulator (envs/registry.py)
 
 
 def budget_words(settings: StudySettings) -> str:
@@ -177,7 +179,7 @@ def learning_section(results: dict[str, list[dict]], settings: StudySettings, co
                 "pre-training variants)" if set(PRETRAINED) & set(results) else "")
     kind = "noisy" if settings.action_noise else "expert"  # the held-out demonstrations are recorded the same way
     return "\n".join([
-        begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on Meta-World", "",
+        begin, f"## Learning on {name}: GigaWorld-Policy vs ablations on {SIMULATORS[settings.env]}", "",
         f"Command: `{command}`", "",
         f"Tasks {', '.join(settings.task_list)}; {settings.episodes} {kind} demonstrations per task{withheld}; "
         f"`{settings.preset}` preset{setup_words(settings)}, batch {settings.batch_size}, {budget_words(settings)}; "
