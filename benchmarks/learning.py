@@ -76,6 +76,7 @@ from gigaworld_policy.envs.aloha import AlohaSettings
 from gigaworld_policy.envs.base import EnvSettings
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings
 from gigaworld_policy.envs.recording import collect, read_recording
+from gigaworld_policy.envs.registry import ENVIRONMENTS
 from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.model.policy import CONFIG_NAME, WEIGHTS_NAME
@@ -104,9 +105,9 @@ from gigaworld_policy.train import CHECKPOINTS, OptimConfig, TrainConfig, train
 
 TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "mt10": MT10,
              "aloha": tuple(ALOHA_TASKS)}
-# per environment: the default --camera-size and --episode-steps (ALOHA's: its package's 400-step episodes)
-ENV_DEFAULTS = {"metaworld": {"camera_size": (64, 64), "episode_steps": 200},
-                "aloha": {"camera_size": AlohaSettings().image_size, "episode_steps": 400}}
+# per environment: the default --camera-size and --episode-steps (the simulator's evaluation limit)
+ENV_DEFAULTS = {name: {"camera_size": size, "episode_steps": ENVIRONMENTS[name].simulator.evaluation_steps}
+                for name, size in (("metaworld", (64, 64)), ("aloha", AlohaSettings().image_size))}
 METAWORLD_ONLY = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
 HELDOUT_SEED = 9000  # of the held-out demonstrations (results.HELDOUT_EPISODES per task)
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run

@@ -180,8 +180,8 @@ class Eval(Generic[Settings]):
     """base seed (demonstrations use 0)"""
     execute_steps: int | None = None
     """actions executed per plan (None: the whole chunk)"""
-    max_steps: int = 200
-    """time limit of an episode"""
+    max_steps: int | None = None
+    """time limit of an episode (default: the simulator's, Meta-World 200 steps, ALOHA 400)"""
     out: str = "outputs/eval"
     video: bool = False
     """also decode and save predicted future frames"""
@@ -208,7 +208,8 @@ def _eval(command: Eval) -> None:
     simulator = ENVIRONMENTS[name_of(settings)].simulator
     simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
     predictor = command.sampling.predictor(command.load, robot=simulator.robot_type)
-    report = closed_loop(predictor, env_maker(predictor, settings, command.max_steps), tasks, command.episodes,
+    max_steps = command.max_steps or simulator.evaluation_steps
+    report = closed_loop(predictor, env_maker(predictor, settings, max_steps), tasks, command.episodes,
                          command.seed, command.execute_steps, command.out, with_video=command.video,
                          delay_steps=command.delay_steps, execution=command.execution)
     print(report_markdown(report))

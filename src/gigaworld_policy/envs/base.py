@@ -86,6 +86,7 @@ class Simulator(Env, Protocol):
     imports without it."""
 
     robot_type: str  # written into a recording's info.json
+    evaluation_steps: int  # the time limit of an evaluation episode unless told otherwise
 
     @staticmethod
     def check_tasks(tasks: list[str]) -> None:

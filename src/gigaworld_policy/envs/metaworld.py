@@ -159,6 +159,7 @@ class MetaWorldEnv:
 
     action_dim = 4
     robot_type = "sawyer"
+    evaluation_steps = 200  # this project's studies and main job (Meta-World's own limit is 500)
 
     def __init__(self, task: str, settings: MetaWorldSettings = MetaWorldSettings(), max_steps: int = 500):
         metaworld = require("metaworld", "the Meta-World simulator")
