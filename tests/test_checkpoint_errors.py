@@ -207,3 +207,14 @@ def test_saved_weights_are_as_readable_as_the_other_files(tmp_path):
     GigaWorldPolicy(PolicyConfig.preset("tiny")).save_pretrained(tmp_path / "policy", ema_state={})
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "policy").iterdir()}
     assert modes["model.safetensors"] == modes["ema.safetensors"] == modes["config.json"], modes
+
+
+def test_eval_without_a_dataset_needs_a_checkpoint_that_records_its_environment(checkpoint, copy):
+    message = cli_error(["eval", "--checkpoint", str(checkpoint)])
+    assert "records no environment (environments.json is missing" in message and "--dataset" in message
+    recording = {"env": "metaworld", "settings": {"cameras": ["corner"]}, "tasks": ["reach-v3"]}
+    (copy / "environments.json").write_text(json.dumps({"sawyer": recording, "aloha": {"env": "aloha"}}))
+    assert "choose one with --embodiment" in cli_error(["eval", "--checkpoint", str(copy)])
+    assert "not 'ur5'" in cli_error(["eval", "--checkpoint", str(copy), "--embodiment", "ur5"])
+    (copy / "environments.json").write_text(json.dumps({"sawyer": {**recording, "settings": {"cameras": ["cornr"]}}}))
+    assert "environments.json" in cli_error(["eval", "--checkpoint", str(copy)])  # a bad record names its file

@@ -328,6 +328,7 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
 
 
 def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):
+    from gigaworld_policy.cli import main
     from gigaworld_policy.demo import DemoConfig, run_demo
 
     report = run_demo(DemoConfig(out=str(tmp_path / "demo"), tasks=("reach-v3",), episodes=1,
@@ -344,6 +345,11 @@ def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):
                                 env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)), preset="tiny",
                                 train_minutes=1.0, max_steps=2, batch_size=2, eval_episodes=1, episode_steps=10))
     assert f"post-trained from `{first}`" in again.read_text()
+
+    # the checkpoint records the environment of its data: gwp eval needs neither --dataset nor settings
+    main(["eval", "--checkpoint", str(first), "--episodes", "1", "--max-steps", "5", "--out", str(tmp_path / "eval")])
+    evaluated = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert list(evaluated["tasks"]) == ["reach-v3"] and evaluated["tasks"]["reach-v3"]["mean_length"] <= 5
     start, end = (load_file(str(folder / "model.safetensors")) for folder in (first, tmp_path / "again" / "train" /
                                                                               "checkpoints" / "last"))
     assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)

@@ -1,7 +1,8 @@
 """The checkpoint folder of a training run, OUT/checkpoints/:
 
     <step>/                 a policy folder (see `GigaWorldPolicy.save_pretrained`) + training_state/ (optimizer,
-                            scheduler, RNG, data position; no second copy of the weights), written atomically
+                            scheduler, RNG, data position; no second copy of the weights) + ENVIRONMENTS (how the
+                            training data were recorded, for `gwp eval`), written atomically
     last -> <step>          the newest complete checkpoint (resume checks it whole before it loads)
     .<step>.staging, .tmp-* what a save killed midway leaves; the next run in OUT removes it (and prunes to
                             --keep-checkpoints, even if it saves nothing)
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -21,6 +23,8 @@ from .model.policy import GigaWorldPolicy
 
 CHECKPOINTS = "checkpoints"
 TRAINING_STATE = "training_state"
+# {embodiment name: the Recording (envs/recording.py) of its first training dataset that `gwp collect` recorded}
+ENVIRONMENTS = "environments.json"
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -80,7 +84,7 @@ def resume_policy(output_dir: Path, folder: Path) -> GigaWorldPolicy:
 
 
 def save_checkpoint(accelerator, model, ema_weights: dict[str, torch.Tensor] | None, output_dir: Path, step: int,
-                    keep: int) -> None:
+                    keep: int, environments: dict[str, dict] | None = None) -> None:
     """All ranks call this (FSDP gathers and saves collectively); the folder appears complete or not at all."""
     root = output_dir / CHECKPOINTS
     staging = root / f".{step:06d}.staging"
@@ -94,6 +98,8 @@ def save_checkpoint(accelerator, model, ema_weights: dict[str, torch.Tensor] | N
         with atomic_directory(root / f"{step:06d}") as tmp:
             os.replace(staging / TRAINING_STATE, tmp / TRAINING_STATE)
             accelerator.unwrap_model(model).write_pretrained(tmp, ema_weights, state=full_state)
+            if environments:
+                (tmp / ENVIRONMENTS).write_text(json.dumps(environments, indent=2))
         shutil.rmtree(staging, ignore_errors=True)
         link = root / ".last.tmp"
         link.unlink(missing_ok=True)

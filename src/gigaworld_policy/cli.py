@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import tyro
@@ -160,8 +161,9 @@ def _collect(command: Collect) -> None:
 class Recorded:
     """The environment and its settings as a dataset recorded them."""
 
-    dataset: str
-    """a dataset `gwp collect` recorded; without --tasks, evaluate on its tasks (settings as flags: gwp eval ENV)"""
+    dataset: str | None = None
+    """a dataset `gwp collect` recorded (default: the one the checkpoint was trained on, as the checkpoint records it);
+    without --tasks, evaluate on its tasks (settings as flags: gwp eval ENV)"""
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,9 @@ class Eval(Generic[Settings]):
     max_steps: int | None = None
     """time limit of an episode (default: the simulator's, Meta-World 200 steps, ALOHA 400)"""
     out: str = "outputs/eval"
+    embodiment: str | None = None
+    """the embodiment to act as (default: the one named by the environment's robot, else the policy's first); with
+    neither --dataset nor settings, also picks which of the checkpoint's environments"""
     video: bool = False
     """also decode and save predicted future frames"""
     delay_steps: int = 0
@@ -199,21 +204,45 @@ def _eval(command: Eval) -> None:
 
     settings, tasks = command.env, list(command.tasks)
     if isinstance(settings, Recorded):
-        recording = read_recording(settings.dataset)
+        recording = (read_recording(settings.dataset) if settings.dataset else
+                     _trained_in(command.load.checkpoint, command.embodiment))
         settings, tasks = recording.settings, tasks or list(recording.tasks)
         if not tasks:
-            raise ValueError(f"{command.env.dataset} does not record its tasks: name them with --tasks")
+            raise ValueError(f"{command.env.dataset or command.load.checkpoint} does not record its tasks: name them "
+                             f"with --tasks")
     if not tasks:
         raise ValueError("no task given: name them with --tasks")
     simulator = ENVIRONMENTS[name_of(settings)].simulator
     simulator.check_tasks(_names(tasks, "--tasks"))  # before any runs and writes
-    predictor = command.sampling.predictor(command.load, robot=simulator.robot_type)
+    predictor = command.sampling.predictor(command.load, command.embodiment, robot=simulator.robot_type)
     max_steps = command.max_steps or simulator.evaluation_steps
     report = closed_loop(predictor, env_maker(predictor, settings, max_steps), tasks, command.episodes,
                          command.seed, command.execute_steps, command.out, with_video=command.video,
                          delay_steps=command.delay_steps, execution=command.execution)
     print(report_markdown(report))
     print(f"wrote {command.out}/eval.json and eval.md")
+
+
+def _trained_in(checkpoint: str, embodiment: str | None):
+    """The `Recording` of the data the checkpoint's `embodiment` (or its only one) was trained on, as training stored
+    it in the checkpoint."""
+    from .checkpoints import ENVIRONMENTS
+    from .config import read_json
+    from .envs.recording import Recording
+
+    path = Path(checkpoint) / ENVIRONMENTS
+    if not path.is_file():
+        raise ValueError(f"{checkpoint} records no environment ({ENVIRONMENTS} is missing: its training data were not "
+                         "recorded by `gwp collect`, or it predates the file): give --dataset DIR or the settings, "
+                         "`gwp eval ENV --help`")
+    environments = read_json(path)
+    if embodiment is None and len(environments) > 1:
+        raise ValueError(f"{checkpoint} was trained in several environments, for embodiments {list(environments)}: "
+                         f"choose one with --embodiment")
+    name = embodiment or next(iter(environments))
+    if name not in environments:
+        raise ValueError(f"{checkpoint} records environments for embodiments {list(environments)}, not {name!r}")
+    return Recording.from_dict(environments[name], str(path))
 
 
 @dataclass(frozen=True)

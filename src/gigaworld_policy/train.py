@@ -346,6 +346,19 @@ def dataset_embodiments(config: PolicyConfig, cfg: TrainConfig) -> list[int]:
     return [names.index(robot) for robot in robots]
 
 
+def recorded_environments(cfg: TrainConfig, config: PolicyConfig) -> dict[str, dict]:
+    """{embodiment name: how its first training dataset that `gwp collect` recorded was recorded (a `Recording` as
+    JSON)}: what `gwp eval` evaluates the checkpoint in when it is given no dataset or settings."""
+    from .envs.recording import RECORDING_FILE, read_recording
+
+    found: dict[str, dict] = {}
+    for root, embodiment in zip(cfg.dataset, dataset_embodiments(config, cfg), strict=True):
+        name = config.embodiments[embodiment].name
+        if name not in found and (Path(root) / "meta" / RECORDING_FILE).is_file():
+            found[name] = read_recording(root).to_dict()
+    return found
+
+
 def build_datasets(cfg: TrainConfig, policy: GigaWorldPolicy) -> tuple[ConcatDataset, Subset | None, torch.Tensor]:
     """Training samples of all datasets (first dataset's last `val_episodes` held out), validation samples, and
     per-sample sampling weights. Each dataset is its robot's embodiment (`dataset_embodiments`); datasets of the same
@@ -452,6 +465,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, resume_from)
     unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
     ema = _make_ema(cfg, unwrapped, resume_from)
+    environments = recorded_environments(cfg, unwrapped.config)
     batches = iter(_make_loader(cfg, train_set, weights, progress, accelerator))
     _start_logging(cfg, accelerator, output_dir, progress)
 
@@ -473,7 +487,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         out_of_time = cfg.max_minutes is not None and _any_process(accelerator, bar.minutes() > cfg.max_minutes)
         if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
             save_checkpoint(accelerator, model, ema.full_weights() if ema else None, output_dir, progress.step,
-                            cfg.keep_checkpoints)
+                            cfg.keep_checkpoints, environments)
         if out_of_time:
             break
     bar.close()

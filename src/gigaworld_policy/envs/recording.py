@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import read_json
 from ..data.lerobot import IMAGE_PREFIX
@@ -40,6 +41,18 @@ class Recording:
         return {"env": self.env, "settings": settings_to_dict(self.settings), "tasks": list(self.tasks),
                 "episodes": self.episodes, "seed": self.seed, "max_steps": self.max_steps, "experts": self.experts}
 
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Recording:
+        """The recording `to_dict` gave, checked; what is wrong is a sentence that names `where` it came from."""
+        if not isinstance(data, dict) or not isinstance(data.get("env"), str):
+            raise ValueError(f"{where} must hold an object with the environment's name under 'env', got {data!r:.80}")
+        unknown = sorted(set(data) - {"env", "settings", "tasks", "episodes", "seed", "max_steps", "experts"})
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}")
+        settings = settings_from_dict(data["env"], data.get("settings", {}), where)
+        return cls(data["env"], settings, tuple(data.get("tasks") or ()), data.get("episodes"), data.get("seed"),
+                   data.get("max_steps"), data.get("experts") or {})
+
 
 def read_recording(dataset: str | os.PathLike) -> Recording:
     """How the dataset at `dataset` was recorded (older recordings converted); a dataset that no environment
@@ -56,14 +69,7 @@ def read_recording(dataset: str | os.PathLike) -> Recording:
         if data is None:
             raise ValueError(f"{root} records no environment ({path} is missing): it was not recorded by `gwp "
                              "collect`; give the environment's settings instead, e.g. `gwp eval metaworld --help`")
-    if not isinstance(data, dict) or not isinstance(data.get("env"), str):
-        raise ValueError(f"{path} must hold an object with the environment's name under 'env', got {data!r:.80}")
-    unknown = sorted(set(data) - {"env", "settings", "tasks", "episodes", "seed", "max_steps", "experts"})
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}")
-    settings = settings_from_dict(data["env"], data.get("settings", {}), str(path))
-    return Recording(data["env"], settings, tuple(data.get("tasks") or ()), data.get("episodes"), data.get("seed"),
-                     data.get("max_steps"), data.get("experts") or {})
+    return Recording.from_dict(data, str(path))
 
 
 def collect(settings: EnvSettings, tasks: list[str], episodes: int, out: str | os.PathLike, seed: int = 0,
