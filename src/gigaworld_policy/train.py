@@ -514,6 +514,11 @@ def _make_accelerator(cfg: TrainConfig, output_dir: Path):
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and (
             accelerator.distributed_type != DistributedType.FSDP):
         _shard_across_cpu_processes(accelerator)
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        # FSDP1 gathers a block's weights for its forward alone; the policy also runs blocks in pieces
+        raise ValueError("FSDP here needs FSDP2 (fsdp_version: 2 in the accelerate config, or FSDP_VERSION=2): the "
+                         "policy calls its blocks outside their forward (text keys/values, the action expert), which "
+                         "FSDP2 can be told to gather for and FSDP1 cannot")
     return accelerator
 
 
