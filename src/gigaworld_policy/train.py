@@ -2,7 +2,7 @@
 
     gwp train --dataset DIR --preset tiny --steps N --output-dir OUT [--resume]
 
-Runs on one CPU as is, and on many GPUs under `accelerate launch` or `torchrun` (DDP or FSDP, bf16), because
+Runs on one CPU as is, and on many GPUs under `accelerate launch` or `torchrun` (DDP or FSDP2, bf16), because
 everything distributed goes through HF accelerate (which shards only on accelerators: on CPU processes FSDP2 is handed
 to it, see `_shard_across_cpu_processes`). Resume is exact: the sample order is a pure function of
 (seed, position), the flow-matching noise of step s is drawn from a generator seeded by (seed, s, rank, micro-step),
