@@ -238,3 +238,10 @@ def test_precomputed_latents_give_the_same_loss_as_images(tmp_path):
     with pytest.raises(ValueError, match="were made differently"):
         LatentDataset(PolicyDataset(LeRobotDataset(tmp_path / "ds"), config, DataConfig(layout="row")),
                       tmp_path / "latents")
+
+
+def test_a_written_dataset_is_as_readable_as_any_new_folder(tmp_path):
+    """The writer fills a private temporary folder, then renames it: the result must not stay private (0700)."""
+    write_dataset(tmp_path / "data", lengths=(3,))
+    (tmp_path / "plain").mkdir()
+    assert (tmp_path / "data").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

@@ -22,9 +22,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any other folder
+    tmp.chmod(as_umask_allows(0o777))  # mkdtemp makes it private; the result should look like any other folder
     try:
         yield tmp
         if target.exists():
@@ -39,11 +37,20 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def private_temporary_directory(parent: Path, prefix: str) -> Path:
-    """A new folder `parent/<prefix><pid>-<random>`: the pid in its name tells `remove_folders_of_dead_writers`
-    whether the process writing it still runs."""
+def as_umask_allows(mode: int) -> int:
+    """`mode` less what the process's umask takes away: what open() and mkdir() would give a new file or folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def writer_temporary_directory(parent: Path, prefix: str) -> Path:
+    """A new folder `parent/<prefix><pid>-<random>`, with the permissions of any new folder (it becomes the result):
+    the pid in its name tells `remove_folders_of_dead_writers` whether the process writing it still runs."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    folder.chmod(as_umask_allows(0o777))
+    return folder
 
 
 def remove_folders_of_dead_writers(parent: Path, prefix: str) -> list[Path]:
@@ -82,9 +89,7 @@ def save_tensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str
     from safetensors.torch import save_file
 
     save_file(tensors, str(path), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    Path(path).chmod(0o666 & ~umask)
+    Path(path).chmod(as_umask_allows(0o666))
 
 
 # `.NAME.tmp-*` and `.NAME.old-*` folders of atomic_directory, `.NAME.tmp` files of write_text_atomically

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..atomic import private_temporary_directory, remove_folders_of_dead_writers
+from ..atomic import remove_folders_of_dead_writers, writer_temporary_directory
 from . import stats as stats_lib
 from .lerobot_meta import CAMERA_DTYPES, camera_size, info_path, read_info, read_stats
 from .video import PIX_FMT, VideoDecoder, VideoEncoder, probe_video
@@ -115,7 +115,7 @@ class LeRobotDatasetWriter:
                 raise ValueError(f"camera feature {name!r} must have shape (H, W, 3), got {spec['shape']}")
         # A writer killed by a signal (SIGKILL, or SIGTERM without our handler) leaves its hidden folder behind.
         remove_folders_of_dead_writers(root.parent, f".{root.name}.writing-")
-        tmp = private_temporary_directory(root.parent, f".{root.name}.writing-")
+        tmp = writer_temporary_directory(root.parent, f".{root.name}.writing-")
         full = {k: {"dtype": v["dtype"], "shape": list(v["shape"]), "names": v.get("names")} for k, v in
                 features.items()}
         return cls(root, tmp, fps, full, robot_type, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
