@@ -239,7 +239,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tiny_policy, tmp_path, monkey
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("gigaworld_policy.model.policy.save_file", crash)
+    monkeypatch.setattr("gigaworld_policy.model.policy.save_tensors", crash)
     with pytest.raises(OSError):
         tiny_policy.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == before
