@@ -75,6 +75,19 @@ def _running(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def file_written_atomically(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary name beside `path` (`.NAME.tmp.SUFFIX`: the suffix kept for writers that infer the format
+    from it); when the body returns, the file there replaces `path` in one rename; if it raises, it is removed."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp{target.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Replace the file at `path` with `text` in one rename."""
     target = Path(path)

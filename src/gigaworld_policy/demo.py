@@ -24,7 +24,7 @@ from typing import Literal
 
 import tyro
 
-from .atomic import write_text_atomically
+from .atomic import file_written_atomically, write_text_atomically
 from .config import PRESETS
 from .envs.metaworld import MetaWorldSettings
 
@@ -72,9 +72,8 @@ def plot_losses(metrics_file: Path, image: Path) -> None:
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    temporary = image.with_name(f".{image.name}.tmp")  # moved into place whole
-    figure.savefig(temporary, format="png")
-    temporary.replace(image)
+    with file_written_atomically(image) as temporary:
+        figure.savefig(temporary)
     plt.close(figure)
 
 

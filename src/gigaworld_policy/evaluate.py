@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .atomic import write_text_atomically
+from .atomic import file_written_atomically, write_text_atomically
 from .data.composite import to_model_range, to_uint8
 from .envs.base import Env, EnvSettings, episode_seed
 from .execution import DelayedChunks
@@ -197,16 +197,15 @@ def save_rollout(stem: Path, frames: list[np.ndarray], fps: int = 10) -> None:
     from .data.video import VideoEncoder
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    mp4, gif = (stem.with_name(f".{stem.name}.tmp{suffix}") for suffix in (".mp4", ".gif"))
     height, width = frames[0].shape[:2]
-    encoder = VideoEncoder(mp4, fps, height - height % 2, width - width % 2)
-    for frame in frames:
-        encoder.write(np.ascontiguousarray(frame[: height - height % 2, : width - width % 2]))
-    encoder.close()
-    mp4.replace(stem.with_suffix(".mp4"))
+    with file_written_atomically(stem.with_suffix(".mp4")) as mp4:
+        encoder = VideoEncoder(mp4, fps, height - height % 2, width - width % 2)
+        for frame in frames:
+            encoder.write(np.ascontiguousarray(frame[: height - height % 2, : width - width % 2]))
+        encoder.close()
     images = [Image.fromarray(f) for f in frames[::2]]
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=2000 // fps, loop=0)
-    gif.replace(stem.with_suffix(".gif"))
+    with file_written_atomically(stem.with_suffix(".gif")) as gif:
+        images[0].save(gif, save_all=True, append_images=images[1:], duration=2000 // fps, loop=0)
 
 
 @torch.no_grad()
@@ -300,6 +299,5 @@ def save_future_comparison(path: str | Path, true_frames: Tensor, predicted: Ten
     pixels = to_uint8(grid)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(np.ascontiguousarray(pixels)).save(tmp)
-    tmp.replace(path)
+    with file_written_atomically(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp)

@@ -132,7 +132,7 @@ class AlohaEnv:
     robot_type = "aloha"
     evaluation_steps = 400  # the package's episode length, as ACT and LeRobot evaluate
 
-    def __init__(self, task: str, settings: AlohaSettings = AlohaSettings(), max_steps: int = 400):
+    def __init__(self, task: str, settings: AlohaSettings = AlohaSettings(), max_steps: int = evaluation_steps):
         self.scene = Scene(task)  # checks that gym-aloha, and with it MuJoCo, is installed
         import mujoco
 

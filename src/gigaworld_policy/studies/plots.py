@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import file_written_atomically
 from ..extras import require
 from .results import action_loss_curve, run_folder
 from .statistics import seed_interval
@@ -45,7 +46,6 @@ def plot_learning(results: dict[str, list[dict]], out: Path, path: Path) -> None
         loss.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")  # moved into place whole
-    figure.savefig(temporary, format="png")
-    temporary.replace(path)
+    with file_written_atomically(path) as temporary:
+        figure.savefig(temporary)
     plt.close(figure)
