@@ -43,11 +43,13 @@ run's result to OUT/runs/<variant>-seed<k>/result.json (OUT: --out, by default o
 open-loop action error on held-out demonstrations (a less noisy view of generalisation than a few dozen success
 counts). `--jobs N` trains N runs at a time, each in its own process on one torch thread (N up to the CPU cores).
 A run whose result exists is not run again, so an interrupted benchmark resumes, and runs can be spread over
-machines (`--variants`, `--first-seed`); `--report-only` then writes the table from the results found. The
-section <name> of docs/RESULTS.md (between its markers; `--name`, by default the task set) gets the tables (mean
-success +- 95% t-interval over training seeds; the video loss on against off for the pairs of variants that
-differ in nothing else; per task, pooled over seeds, with Wilson intervals) and a plot
-docs/learning-<name>.png (success; training action loss); OUT/learning.json gets everything raw.
+machines and sessions (`--variants`, `--first-seed`; `--results-from docs/learning-<name>.json` brings back the runs
+an earlier session reported); the report covers every run stored under OUT of the variants asked for, and
+`--report-only` writes it without training. The section <name> of docs/RESULTS.md (between its markers; `--name`,
+by default the task set) gets the tables (mean success +- 95% t-interval over training seeds; the video loss on
+against off for the pairs of variants that differ in nothing else; per task, pooled over seeds, with Wilson
+intervals), a plot docs/learning-<name>.png (success; training action loss) and docs/learning-<name>.json every
+result raw (commit it with the plot).
 
     python benchmarks/learning.py --tasks mt3 --episodes 20 --steps 2000 --seeds 3 --eval-episodes 10 --jobs 2
     python benchmarks/learning.py --tasks mt10 --episodes 20 --train-minutes 30 --seeds 3
@@ -90,6 +92,7 @@ from gigaworld_policy.studies.results import (
     SETUP_KEYS,
     final_checkpoint,
     lacks_heldout_scores,
+    restore_results,
     run_folder,
     setup_differences,
 )
@@ -342,6 +345,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, in separate processes of one torch thread (at most the CPU cores)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the stored results")
+    parser.add_argument("--results-from", default=None, metavar="FILE",
+                        help="the raw results an earlier session or machine reported (docs/learning-<name>.json): "
+                             "its runs count as stored under OUT, so the study goes on from them")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -387,21 +393,43 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def stored_results(args, out: Path) -> dict[str, list[dict]]:
+    """{variant: results in seed order} of every run stored under `out` for the variants asked for, whichever
+    invocation (or session, restored by --results-from) ran it; each checked against this study's setup."""
+    results = {}
+    for variant in args.variant_list:
+        seeds = sorted(int(folder.name.rsplit("-seed", 1)[1]) for folder in (out / "runs").glob(f"{variant}-seed*")
+                       if (folder / RESULT).exists())
+        if seeds:
+            results[variant] = [run_once(variant, seed, args, out) for seed in seeds]
+    if not results:
+        raise SystemExit(f"no stored results under {out / 'runs'}")
+    return results
+
+
+def study_command(argv: list[str]) -> list[str]:
+    """The study's command line as RESULTS prints it: without the options that only say how this invocation ran
+    (--report-only, --results-from FILE)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--results-from":
+            skip = True
+        elif arg != "--report-only" and not arg.startswith("--results-from="):
+            kept.append(arg)
+    return kept
+
+
 def main() -> None:
     args = parse_args()
     exit_cleanly_on_sigterm()
     torch.set_num_threads(1)
     out = Path(args.out)
-    results = {}
-    if args.report_only:
-        for variant in args.variant_list:
-            seeds = [s for s in args.seed_list if (run_folder(out, variant, s) / RESULT).exists()]
-            runs = [run_once(variant, seed, args, out) for seed in seeds]
-            if runs:
-                results[variant] = runs
-        if not results:
-            raise SystemExit(f"no stored results under {out / 'runs'}")
-    else:
+    if args.results_from:
+        restored = restore_results(Path(args.results_from), out)
+        print(f"restored {len(restored)} run result(s) from {args.results_from}", flush=True)
+    if not args.report_only:
         wanted = [(args.episodes, out / "demos", 0), (HELDOUT_EPISODES, out / HELDOUT_DEMOS, HELDOUT_SEED)]
         if set(PRETRAINED) & set(args.variant_list):
             wanted.append((args.extra_episodes or args.episodes, out / "extra_demos", 5000))
@@ -410,11 +438,10 @@ def main() -> None:
         policy = policy_config(args)
         if policy:  # the preset with another composite size, for every run
             write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))
-        done = run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
-        results = {variant: [done[variant, seed] for seed in args.seed_list] for variant in args.variant_list}
-    command = " ".join(a for a in sys.argv[1:] if a != "--report-only")
+        run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
+    command = "python benchmarks/learning.py " + " ".join(study_command(sys.argv[1:]))
     settings = StudySettings(**{field.name: getattr(args, field.name) for field in fields(StudySettings)})
-    write_learning(results, settings, out, Path(args.docs), f"python benchmarks/learning.py {command}")
+    write_learning(stored_results(args, out), settings, out, Path(args.docs), command)
 
 
 if __name__ == "__main__":

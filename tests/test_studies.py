@@ -20,7 +20,13 @@ from gigaworld_policy.studies.report import (
     write_learning,
     write_section,
 )
-from gigaworld_policy.studies.results import finished_runs, lacks_heldout_scores, run_folder, setup_differences
+from gigaworld_policy.studies.results import (
+    finished_runs,
+    lacks_heldout_scores,
+    restore_results,
+    run_folder,
+    setup_differences,
+)
 from gigaworld_policy.studies.statistics import pooled_difference, seed_interval, wilson_interval
 from gigaworld_policy.studies.variants import PRIOR_PAIRS
 
@@ -195,7 +201,33 @@ def test_the_sections_regenerated_from_the_stored_results_are_those_in_results_m
         assert read_section(docs / "RESULTS.md", kind, STUDY) == read_section(RESULTS_MD, kind, STUDY), kind
     assert (docs / "RESULTS.md").read_text() == RESULTS_MD.read_text()  # and nothing else in the file moved
     assert (docs / f"learning-{STUDY}.png").stat().st_size > 0
-    assert json.loads((out / "learning.json").read_text()) == stored
+    raw = docs / f"learning-{STUDY}.json"
+    assert json.loads(raw.read_text()) == stored
+    # another session brings the runs back from the committed raw results alone, and reports the same section
+    elsewhere = tmp_path / "elsewhere"
+    assert sorted(restore_results(raw, elsewhere)) == sorted((v, r["seed"]) for v, rs in stored.items() for r in rs)
+    again = {variant: [result for _, result in found] for variant, found in finished_runs(elsewhere).items()}
+    assert again == {variant: stored[variant] for variant in again} and again.keys() == stored.keys()
+    write_learning({variant: again[variant] for variant in stored}, SETTINGS, elsewhere, docs, LEARNING_COMMAND)
+    assert (docs / "RESULTS.md").read_text() == RESULTS_MD.read_text()
+
+
+def test_restoring_results_keeps_the_runs_already_stored_and_refuses_what_is_not_a_study(tmp_path):
+    out, raw = tmp_path / "out", tmp_path / "learning-x.json"
+    here = {"variant": "gwp", "seed": 0, "average_success_rate": 0.5}
+    run_folder(out, "gwp", 0).mkdir(parents=True)
+    (run_folder(out, "gwp", 0) / "result.json").write_text(json.dumps(here))
+    raw.write_text(json.dumps({"gwp": [{**here, "average_success_rate": 0.9}, {**here, "seed": 1}]}))
+    assert restore_results(raw, out) == [("gwp", 1)]
+    assert json.loads((run_folder(out, "gwp", 0) / "result.json").read_text()) == here  # not replaced
+    assert json.loads((run_folder(out, "gwp", 1) / "result.json").read_text()) == {**here, "seed": 1}
+    raw.write_text(json.dumps({"baseline": [here]}))
+    with pytest.raises(ValueError, match="a result of gwp is listed under baseline"):
+        restore_results(raw, out)
+    for text in ("[1, 2]", '{"gwp": [{"seed": 0}]}', "{not json"):
+        raw.write_text(text)
+        with pytest.raises(ValueError, match="is not a study's raw results"):
+            restore_results(raw, out)
 
 
 def test_the_chunk_effect_section_is_the_one_in_results_md():

@@ -194,12 +194,12 @@ def learning_section(results: dict[str, list[dict]], settings: StudySettings, co
 def write_learning(results: dict[str, list[dict]], settings: StudySettings, out: Path, docs: Path,
                    command: str) -> None:
     """Write (or replace) the study's section of docs/RESULTS.md, its plot docs/learning-<name>.png and every result
-    raw in out/learning.json."""
+    raw in docs/learning-<name>.json (commit it with the plot: `results.restore_results` reads it back)."""
     from .plots import plot_learning  # matplotlib only when a study is reported
 
     plot_learning(results, out, docs / f"learning-{settings.name}.png")
     write_section(docs / "RESULTS.md", "learning", settings.name, learning_section(results, settings, command))
-    write_text_atomically(out / "learning.json", json.dumps(results, indent=2))
+    write_text_atomically(docs / f"learning-{settings.name}.json", json.dumps(results, indent=2))
 
 
 def summary_tables(results: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[str]:

@@ -3,7 +3,9 @@
     OUT/demos, OUT/extra_demos, OUT/heldout_demos    LeRobot datasets: training, action-free, held-out scoring
     OUT/runs/<variant>-seed<k>/result.json           one run: its setup, closed-loop report and held-out scores
     OUT/runs/<variant>-seed<k>/temperature/<t>.json  its evaluation at sampling temperature t (temperature.py)
-    OUT/learning.json                                every result of the last report, raw
+    docs/learning-<name>.json                        every result of the last report, raw: committed beside the
+                                                     study's plot, and what `restore_results` brings back into
+                                                     OUT on another machine or in a later session
 
 A result is a dict: "variant", "seed", "setup" (what it depends on, below), "steps", "resumed", "train_minutes",
 "eval_minutes", the closed-loop report of `evaluate.closed_loop` ("tasks", "average_success_rate", "latency_ms",
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from ..checkpoints import CHECKPOINTS
 from .variants import PRETRAINED, trains_video
 
@@ -81,6 +84,28 @@ def finished_runs(study: Path, variants: list[str] | None = None) -> dict[str, l
     if not runs:
         raise FileNotFoundError(f"no finished runs{f' of {variants}' if variants else ''} under {study / 'runs'}")
     return {variant: sorted(found, key=lambda pair: pair[1]["seed"]) for variant, found in runs.items()}
+
+
+def restore_results(raw: Path, out: Path) -> list[tuple[str, int]]:
+    """Store under `out` each run of a study's raw results (`raw`, a docs/learning-<name>.json) that `out` has no
+    result for, so that a study spread over sessions or machines goes on from the runs already done; returns the
+    (variant, seed) pairs restored. A restored result is checked against the study's setup like any stored one."""
+    try:
+        runs = [(listed_as, result["variant"], int(result["seed"]), result)
+                for listed_as, results in json.loads(raw.read_text()).items() for result in results]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as error:
+        raise ValueError(f"{raw} is not a study's raw results ({{variant: [result, ...]}}, as docs/learning-<name>"
+                         f".json holds them): {error}") from None
+    restored = []
+    for listed_as, variant, seed, result in runs:
+        if listed_as != variant:
+            raise ValueError(f"{raw}: a result of {variant} is listed under {listed_as}")
+        target = run_folder(out, variant, seed) / RESULT
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(target, json.dumps(result, indent=2))
+            restored.append((variant, seed))
+    return restored
 
 
 def final_checkpoint(run: Path, variant: str) -> Path:
