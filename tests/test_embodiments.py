@@ -6,7 +6,9 @@ import pytest
 from helpers import write_robot
 
 from gigaworld_policy.cli import Checkpoint, Sampling
+from gigaworld_policy.data import LeRobotDataset
 from gigaworld_policy.envs.base import Observation
+from gigaworld_policy.evaluate import dataset_embodiment, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.train import OptimConfig, TrainConfig, dataset_embodiments, sized_to_data, train
 
@@ -45,6 +47,12 @@ def test_each_robot_trains_its_own_embodiment_and_acts_as_itself(two_robots, tmp
     load = Checkpoint(str(tmp_path / "run" / "checkpoints" / "last"))
     assert Sampling().predictor(load, robot="aloha").embodiment == "aloha"
     assert Sampling().predictor(load, robot="koch").embodiment == "sawyer"
+    # open-loop scoring reads each robot's data as that robot, or as the one named
+    for root, (robot, *_) in zip(two_robots, robots, strict=True):
+        assert dataset_embodiment(policy, LeRobotDataset(root)) == robot
+        assert np.isfinite(open_loop_dataset(policy, root, last_episodes=1, max_samples=4)["action_mse"])
+    with pytest.raises(ValueError, match="embodiment 'sawyer' expects state_dim 4"):
+        open_loop_dataset(policy, two_robots[1], last_episodes=1, max_samples=4, embodiment="sawyer")
 
 
 def test_robots_the_data_cannot_tell_apart_are_a_sentence(two_robots, tmp_path):

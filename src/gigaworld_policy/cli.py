@@ -257,6 +257,8 @@ class EvalOpenLoop:
     """held-out episodes at the dataset's end"""
     samples: int = 64
     """frames evaluated, spread over those episodes"""
+    embodiment: str | None = None
+    """the robot to score the data as, for a policy trained on several (default: the dataset's robot_type)"""
     out: str = "outputs/eval_open_loop"
 
 
@@ -265,7 +267,7 @@ def _eval_open_loop(command: EvalOpenLoop) -> None:
 
     result = open_loop_dataset(command.load.policy(), command.dataset, command.last_episodes, command.samples,
                                out_dir=command.out, num_steps=command.sampling.steps,
-                               temperature=command.sampling.temperature)
+                               temperature=command.sampling.temperature, embodiment=command.embodiment)
     for key, value in result.items():
         print(f"{key}: {value:.5g}")
     print(f"wrote {command.out}/open_loop.json")

@@ -254,18 +254,33 @@ def open_loop(policy: GigaWorldPolicy, batch: dict, num_steps: int | None = None
     return metrics, predicted
 
 
+def dataset_embodiment(policy: GigaWorldPolicy, dataset, embodiment: str | None = None) -> str:
+    """The embodiment that scores `dataset` (a `LeRobotDataset`): `embodiment` if given, else the one named by the
+    dataset's robot_type (as training names them for data of several robots), else the policy's only one."""
+    trained = list(policy.processors)
+    if not trained:
+        raise ValueError("the checkpoint has no processor: it was not trained on a dataset")
+    robot = dataset.info.get("robot_type")
+    name = embodiment or (robot if robot in policy.processors else None) or (trained[0] if len(trained) == 1 else None)
+    if name is None:
+        raise ValueError(f"{dataset.root} is robot {robot!r}; the policy acts as {trained}: name the embodiment to "
+                         f"score it as")
+    if name not in policy.processors:
+        raise ValueError(f"the checkpoint has no processor for embodiment {name!r} (it has {trained})")
+    return name
+
+
 def open_loop_dataset(policy: GigaWorldPolicy, dataset_root: str | Path, last_episodes: int = 5,
                       max_samples: int = 64, batch_size: int = 8, out_dir: str | Path | None = None,
-                      seed: int = 0, temperature: float = 1.0, num_steps: int | None = None) -> dict[str, float]:
+                      seed: int = 0, temperature: float = 1.0, num_steps: int | None = None,
+                      embodiment: str | None = None) -> dict[str, float]:
     """Open-loop metrics (see `open_loop`, also for `temperature` and `num_steps`) averaged over up to `max_samples`
     frames, evenly spread over the last `last_episodes` episodes of a dataset, preprocessed exactly as the checkpoint
-    was trained."""
+    was trained, as the embodiment of `dataset_embodiment`."""
     from .data import DataConfig, LeRobotDataset, PolicyDataset
 
-    embodiment = next(iter(policy.processors), None)
-    if embodiment is None:
-        raise ValueError("the checkpoint has no processor: it was not trained on a dataset")
     dataset = LeRobotDataset(dataset_root)
+    embodiment = dataset_embodiment(policy, dataset, embodiment)
     samples = PolicyDataset(dataset, policy.config, DataConfig(embodiment=policy.config.embodiment_index(embodiment)),
                             processor=policy.processors[embodiment])
     first = dataset.episodes[-min(last_episodes, len(dataset.episodes))].start
