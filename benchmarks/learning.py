@@ -78,7 +78,7 @@ from gigaworld_policy.envs.aloha import AlohaSettings
 from gigaworld_policy.envs.base import EnvSettings
 from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings
 from gigaworld_policy.envs.recording import collect, read_recording
-from gigaworld_policy.envs.registry import ENVIRONMENTS
+from gigaworld_policy.envs.registry import ENVIRONMENTS, name_of
 from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.model.policy import CONFIG_NAME, WEIGHTS_NAME
@@ -95,6 +95,7 @@ from gigaworld_policy.studies.results import (
     restore_results,
     run_folder,
     setup_differences,
+    stored_seeds,
 )
 from gigaworld_policy.studies.variants import (
     DEFAULT_VARIANTS,
@@ -125,9 +126,9 @@ def env_settings(args) -> EnvSettings:
                              action_noise_correlation=args.action_noise_correlation)
 
 
-def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, args) -> None:
-    """Record `episodes` expert demonstrations per task into folder, unless it already holds exactly those."""
-    settings = env_settings(args)
+def demonstrations(folder: Path, tasks: tuple[str, ...], episodes: int, seed: int, settings: EnvSettings) -> None:
+    """Record `episodes` expert demonstrations per task into folder with `settings`, unless it already holds exactly
+    those."""
     if not (folder / "meta" / "info.json").exists():
         collect(settings, list(tasks), episodes, folder, seed=seed)
         return
@@ -201,8 +202,11 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
 
 def evaluate_checkpoint(checkpoint: Path, settings: EnvSettings, tasks: list[str], episodes: int,
                         execute_steps: int, episode_steps: int, temperature: float = 1.0) -> dict:
-    """Closed loop on the study's held-out seeds (from 1000) in the environment of `settings`, as demonstrated."""
-    predictor = Predictor.from_checkpoint(checkpoint, temperature=temperature)
+    """Closed loop on the study's held-out seeds (from 1000) in the environment of `settings`, as demonstrated, acting
+    as the environment's robot (for a policy of several robots; else as its one embodiment)."""
+    policy = load_checkpoint(checkpoint)
+    robot = ENVIRONMENTS[name_of(settings)].simulator.robot_type
+    predictor = Predictor(policy, robot if robot in policy.processors else None, temperature=temperature)
     return closed_loop(predictor, env_maker(predictor, settings, episode_steps), list(tasks), episodes, seed=1000,
                        execute_steps=execute_steps, progress=False)
 
@@ -398,8 +402,7 @@ def stored_results(args, out: Path) -> dict[str, list[dict]]:
     invocation (or session, restored by --results-from) ran it; each checked against this study's setup."""
     results = {}
     for variant in args.variant_list:
-        seeds = sorted(int(folder.name.rsplit("-seed", 1)[1]) for folder in (out / "runs").glob(f"{variant}-seed*")
-                       if (folder / RESULT).exists())
+        seeds = stored_seeds(out, variant)
         if seeds:
             results[variant] = [run_once(variant, seed, args, out) for seed in seeds]
     if not results:
@@ -434,7 +437,7 @@ def main() -> None:
         if set(PRETRAINED) & set(args.variant_list):
             wanted.append((args.extra_episodes or args.episodes, out / "extra_demos", 5000))
         for episodes, folder, seed in wanted:
-            demonstrations(folder, args.task_list, episodes, seed, args)
+            demonstrations(folder, args.task_list, episodes, seed, env_settings(args))
         policy = policy_config(args)
         if policy:  # the preset with another composite size, for every run
             write_text_atomically(out / POLICY_CONFIG, json.dumps(policy.to_dict(), indent=2))

@@ -11,6 +11,7 @@ import pytest
 from gigaworld_policy.studies.report import (
     StudySettings,
     chunk_effect_section,
+    cross_embodiment_section,
     paired_rows,
     points,
     prior_effect,
@@ -224,7 +225,7 @@ def test_restoring_results_keeps_the_runs_already_stored_and_refuses_what_is_not
     raw.write_text(json.dumps({"baseline": [here]}))
     with pytest.raises(ValueError, match="a result of gwp is listed under baseline"):
         restore_results(raw, out)
-    for text in ("[1, 2]", '{"gwp": [{"seed": 0}]}', "{not json"):
+    for text in ("[1, 2]", '{"gwp": [{"variant": "gwp"}]}', "{not json"):
         raw.write_text(text)
         with pytest.raises(ValueError, match="is not a study's raw results"):
             restore_results(raw, out)
@@ -241,3 +242,30 @@ def test_the_chunk_effect_section_is_the_one_in_results_md():
     section = chunk_effect_section(STUDY, rows, f"python benchmarks/chunk_effect.py --study outputs/learning/{STUDY} "
                                    "--episodes 3", {"action_noise": 0.3, "action_noise_correlation": 0.9}, [8, 16])
     assert section == read_section(RESULTS_MD, "chunk-effect", STUDY)
+
+
+def test_the_cross_embodiment_section_sets_each_robots_shared_policy_against_its_own():
+    def result(run, seed, rates):  # rates: {robot: (successes of 10, held-out action MSE)}
+        return {"run": run, "seed": seed, "train_minutes": 10.0 * len(rates), "robots": {
+            robot: {**run_result(seed, wins), "open_loop_heldout": {"action_mse": mse}}
+            for robot, (wins, mse) in rates.items()}}
+
+    def run_result(seed, wins):
+        return {key: value for key, value in run(seed, wins).items() if key != "seed"}
+
+    results = {"metaworld": [result("metaworld", s, {"metaworld": (w, 0.02)}) for s, w in ((0, 6), (1, 8))],
+               "aloha": [result("aloha", s, {"aloha": (0, 0.10)}) for s in (0, 1)],
+               "shared": [result("shared", s, {"metaworld": (w, 0.03), "aloha": (0, 0.05)})
+                          for s, w in ((0, 5), (1, 5))]}
+    section = cross_embodiment_section("x", results, {"metaworld": ("reach-v3",), "aloha": ("transfer-cube",)},
+                                       "The setup.", "python benchmarks/cross_embodiment.py")
+    rows = [line for line in section.splitlines() if line.startswith("| Meta-World") or line.startswith("| ALOHA")]
+    assert rows[0].startswith("| Meta-World | reach-v3 | alone | 70% ± 127 | 60, 80 | 0.020 | 10.0 |")
+    assert rows[1].startswith("| Meta-World | reach-v3 | shared | 50% ± 0 | 50, 50 | 0.030 | 20.0 |")
+    assert rows[3].startswith("| ALOHA | transfer-cube | shared | 0% ± 0 | 0, 0 | 0.050 | 20.0 |")
+    # shared minus alone: pooled 10/20 against 14/20, per seed -10 and -30; ALOHA's error halved
+    pooled = points(pooled_difference((10, 20), (14, 20)))
+    assert rows[4] == f"| Meta-World | {pooled} | -10, -30 (mean -20 ± 127) | 1.50 |"
+    assert rows[5].startswith("| ALOHA | +0 (+0 to +0) | +0, +0") and rows[5].endswith("| 0.50 |")
+    assert section.startswith("<!-- cross-embodiment x:begin -->")
+    assert section.endswith("<!-- cross-embodiment x:end -->")

@@ -1,7 +1,8 @@
 """The markdown sections the studies write into docs/RESULTS.md, each between its two markers.
 
 A section starts with `<!-- <kind> <name>:begin -->` and ends with `<!-- <kind> <name>:end -->` (kind: learning,
-temperature, chunk-effect); rerunning a study replaces its section and leaves the rest of the file as it was.
+temperature, chunk-effect, cross-embodiment); rerunning a study replaces its section and leaves the rest of the file
+as it was.
 The figures are rounded here and nowhere else: a section regenerated from the stored results is the same text.
 """
 
@@ -389,3 +390,39 @@ def chunk_effect_section(name: str, rows: dict[str, tuple[list[float], list[floa
         lines.append(f"| {task} | {len(halves)} | {np.mean(halves):.4f} | {np.mean(static):.4f} | "
                      f"{np.mean(halves) / np.mean(static):.0%} |")
     return "\n".join([*lines, "", end])
+
+
+def robot_reports(results: dict[str, list[dict]], robot: str) -> dict[str, list[dict]]:
+    """{"alone": [...], "shared": [...]}: the reports on `robot` (each with its training seed) of the policy trained
+    on that robot alone (the run named after it) and of the one trained on every robot (the run "shared").
+    `results`: {run: [run result with "robots": {robot: closed-loop report + "open_loop_heldout"}, one per seed]}."""
+    return {kind: [{"seed": r["seed"], **r["robots"][robot]} for r in results[run]]
+            for kind, run in (("alone", robot), ("shared", "shared")) if results.get(run)}
+
+
+def cross_embodiment_section(name: str, results: dict[str, list[dict]], robots: dict[str, tuple[str, ...]],
+                             about: str, command: str) -> str:
+    """The section `cross-embodiment <name>`: per robot (`robots`: {robot: its tasks}), the single-robot policy and
+    the shared one, then shared minus alone (pooled over episodes, and per training seed). `about`: the setup in
+    words."""
+    begin, end = markers("cross-embodiment", name)
+    lines = [begin, f"## One transformer for several robots: {name}", "", f"Command: `{command}`", "", about, "",
+             "| robot | tasks | policy | success ± 95% interval over training seeds | per seed | held-out action MSE "
+             "| training min |", "|---|---|---|---|---|---|---|"]
+    for robot, tasks in robots.items():
+        for kind, reports in robot_reports(results, robot).items():
+            mean, per_seed = success_over_seeds(reports)
+            error = np.mean([r["open_loop_heldout"]["action_mse"] for r in reports])
+            run = robot if kind == "alone" else "shared"
+            lines.append(f"| {SIMULATORS.get(robot, robot)} | {', '.join(tasks)} | {kind} | {mean} | {per_seed} | "
+                         f"{error:.3f} | {training_minutes(results[run])} |")
+    lines += ["", f"Shared against alone on each robot: {VIDEO_LOSS_COLUMNS}", "",
+              "| robot | shared minus alone, pooled (points) | per seed | held-out action MSE, shared / alone |",
+              "|---|---|---|---|"]
+    for robot in robots:
+        reports = robot_reports(results, robot)
+        for _, _, pooled, per_seed in paired_rows(reports, (("shared", "alone"),)):
+            errors = [np.mean([r["open_loop_heldout"]["action_mse"] for r in reports[k]]) for k in ("shared", "alone")]
+            lines.append(f"| {SIMULATORS.get(robot, robot)} | {pooled} | {per_seed} | {errors[0] / errors[1]:.2f} |")
+    return "\n".join([*lines, "", end])
+

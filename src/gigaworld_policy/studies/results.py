@@ -86,12 +86,19 @@ def finished_runs(study: Path, variants: list[str] | None = None) -> dict[str, l
     return {variant: sorted(found, key=lambda pair: pair[1]["seed"]) for variant, found in runs.items()}
 
 
+def stored_seeds(out: Path, variant: str) -> list[int]:
+    """The training seeds, in order, of the runs of `variant` (or of a named run) that have a result under `out`."""
+    return sorted(int(folder.name.rsplit("-seed", 1)[1]) for folder in (out / "runs").glob(f"{variant}-seed*")
+                  if (folder / RESULT).exists())
+
+
 def restore_results(raw: Path, out: Path) -> list[tuple[str, int]]:
-    """Store under `out` each run of a study's raw results (`raw`, a docs/learning-<name>.json) that `out` has no
-    result for, so that a study spread over sessions or machines goes on from the runs already done; returns the
-    (variant, seed) pairs restored. A restored result is checked against the study's setup like any stored one."""
+    """Store under `out` each run of a study's raw results (`raw`: {variant or run: [result, ...]}, as in
+    docs/learning-<name>.json) that `out` has no result for, so that a study spread over sessions or machines goes on
+    from the runs already done; returns the (variant, seed) pairs restored. A restored result is checked against the
+    study's setup like any stored one."""
     try:
-        runs = [(listed_as, result["variant"], int(result["seed"]), result)
+        runs = [(listed_as, result.get("variant", listed_as), int(result["seed"]), result)
                 for listed_as, results in json.loads(raw.read_text()).items() for result in results]
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as error:
         raise ValueError(f"{raw} is not a study's raw results ({{variant: [result, ...]}}, as docs/learning-<name>"
