@@ -21,10 +21,8 @@ A run whose result exists is not run again; a stored result made with other sett
 
 import argparse
 import json
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -34,6 +32,7 @@ from learning import (
     demonstrations,
     evaluate_checkpoint,
     open_loop_heldout,
+    run_in_processes,
     run_options,
     study_command,
     train_stage,
@@ -106,23 +105,17 @@ def run_once(run: str, seed: int, args, out: Path) -> dict:
     return result
 
 
+def announce(result: dict) -> dict:
+    rates = ", ".join(f"{SIMULATORS[robot]} {100 * report['average_success_rate']:.0f}%"
+                      for robot, report in result["robots"].items())
+    print(f"{result['run']} seed {result['seed']}: {rates} ({result['steps']} steps, "
+          f"{result['train_minutes']:.1f} min)", flush=True)
+    return result
+
+
 def run_all(pairs: list[tuple[str, int]], args, out: Path) -> None:
-    """Train and evaluate every (run, seed), `args.jobs` at a time, each in its own process on one torch thread;
-    the shared runs (twice the steps) first."""
-    pairs = sorted(pairs, key=lambda pair: pair[0] != "shared")
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = {pool.submit(run_once, run, seed, args, out): (run, seed) for run, seed in pairs}
-        try:
-            for future in as_completed(futures):
-                result = future.result()
-                rates = ", ".join(f"{SIMULATORS[robot]} {100 * report['average_success_rate']:.0f}%"
-                                  for robot, report in result["robots"].items())
-                print(f"{result['run']} seed {result['seed']}: {rates} ({result['steps']} steps, "
-                      f"{result['train_minutes']:.1f} min)", flush=True)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # the runs under way finish and keep their results; no new ones start
-            raise
+    """Train and evaluate every (run, seed), the shared runs (twice the steps) first."""
+    run_in_processes(run_once, sorted(pairs, key=lambda pair: pair[0] != "shared"), args, out, announce)
 
 
 def stored_results(args, out: Path) -> dict[str, list[dict]]:

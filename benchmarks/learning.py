@@ -265,20 +265,25 @@ def announce(result: dict) -> dict:
     return result
 
 
-def run_all(pairs: list[tuple[str, int]], args, out: Path) -> dict[tuple[str, int], dict]:
-    """Train and evaluate every (variant, seed) pair, `args.jobs` of them at a time, each in its own process on one
-    torch thread. The runs with a video loss, the longest, are started first so that the last to finish are short."""
+def run_in_processes(run, pairs: list[tuple[str, int]], args, out: Path, announce) -> dict[tuple[str, int], dict]:
+    """{(name, seed): run(name, seed, args, out)} for every pair in order, `args.jobs` at a time, each in its own
+    process on one torch thread (in this one if `args.jobs` is 1); announce(result) as each finishes."""
     if args.jobs == 1:
-        return {(variant, seed): announce(run_once(variant, seed, args, out)) for variant, seed in pairs}
-    pairs = sorted(pairs, key=lambda pair: not trains_video(pair[0]))
+        return {(name, seed): announce(run(name, seed, args, out)) for name, seed in pairs}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = {pool.submit(run_once, variant, seed, args, out): (variant, seed) for variant, seed in pairs}
+        futures = {pool.submit(run, name, seed, args, out): (name, seed) for name, seed in pairs}
         try:
             return {futures[future]: announce(future.result()) for future in as_completed(futures)}
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the runs under way finish and keep their results; no new ones start
             raise
+
+
+def run_all(pairs: list[tuple[str, int]], args, out: Path) -> dict[tuple[str, int], dict]:
+    """Train and evaluate every (variant, seed) pair. The runs with a video loss, the longest, are started first so
+    that the last to finish are short."""
+    return run_in_processes(run_once, sorted(pairs, key=lambda pair: not trains_video(pair[0])), args, out, announce)
 
 
 def widths(text: str) -> tuple[int, ...]:
