@@ -34,6 +34,7 @@ from learning import (
     open_loop_heldout,
     run_in_processes,
     run_options,
+    stored_runs,
     study_command,
     train_stage,
 )
@@ -52,7 +53,6 @@ from gigaworld_policy.studies.results import (
     restore_results,
     run_folder,
     setup_differences,
-    stored_seeds,
 )
 from gigaworld_policy.studies.variants import FROM_PRIOR, PRETRAINED, VARIANTS
 from gigaworld_policy.train import TrainConfig
@@ -116,18 +116,6 @@ def announce(result: dict) -> dict:
 def run_all(pairs: list[tuple[str, int]], args, out: Path) -> None:
     """Train and evaluate every (run, seed), the shared runs (twice the steps) first."""
     run_in_processes(run_once, sorted(pairs, key=lambda pair: pair[0] != "shared"), args, out, announce)
-
-
-def stored_results(args, out: Path) -> dict[str, list[dict]]:
-    """{run: results in seed order} of every run stored under `out`, each checked against this study's setup."""
-    results = {}
-    for run in RUNS:
-        seeds = stored_seeds(out, run)
-        if seeds:
-            results[run] = [run_once(run, seed, args, out) for seed in seeds]
-    if not results:
-        raise SystemExit(f"no stored results under {out / 'runs'}")
-    return results
 
 
 def about(args) -> str:
@@ -205,7 +193,7 @@ def main() -> None:
             demonstrations(out / HELDOUT_DEMOS / robot, tasks, HELDOUT_EPISODES, HELDOUT_SEED, settings)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         run_all([(run, seed) for run in RUNS for seed in seeds], args, out)
-    results = stored_results(args, out)
+    results = stored_runs(run_once, RUNS, args, out)
     command = "python benchmarks/cross_embodiment.py " + " ".join(study_command(sys.argv[1:]))
     robots = {robot: robot_tasks(robot, args) for robot in ROBOTS}
     write_section(docs / "RESULTS.md", "cross-embodiment", args.name,

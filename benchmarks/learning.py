@@ -402,14 +402,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def stored_results(args, out: Path) -> dict[str, list[dict]]:
-    """{variant: results in seed order} of every run stored under `out` for the variants asked for, whichever
-    invocation (or session, restored by --results-from) ran it; each checked against this study's setup."""
-    results = {}
-    for variant in args.variant_list:
-        seeds = stored_seeds(out, variant)
-        if seeds:
-            results[variant] = [run_once(variant, seed, args, out) for seed in seeds]
+def stored_runs(run, names, args, out: Path) -> dict[str, list[dict]]:
+    """{name: run(name, seed, args, out) in seed order} for every seed stored under `out` of each name, whichever
+    invocation (or session, restored by --results-from) ran it; `run` checks each against the study's setup."""
+    results = {name: [run(name, seed, args, out) for seed in stored_seeds(out, name)] for name in names}
+    results = {name: runs for name, runs in results.items() if runs}
     if not results:
         raise SystemExit(f"no stored results under {out / 'runs'}")
     return results
@@ -449,7 +446,7 @@ def main() -> None:
         run_all([(variant, seed) for variant in args.variant_list for seed in args.seed_list], args, out)
     command = "python benchmarks/learning.py " + " ".join(study_command(sys.argv[1:]))
     settings = StudySettings(**{field.name: getattr(args, field.name) for field in fields(StudySettings)})
-    write_learning(stored_results(args, out), settings, out, Path(args.docs), command)
+    write_learning(stored_runs(run_once, args.variant_list, args, out), settings, out, Path(args.docs), command)
 
 
 if __name__ == "__main__":
