@@ -265,16 +265,16 @@ def announce(result: dict) -> dict:
     return result
 
 
-def run_in_processes(run, pairs: list[tuple[str, int]], args, out: Path, announce) -> dict[tuple[str, int], dict]:
-    """{(name, seed): run(name, seed, args, out)} for every pair in order, `args.jobs` at a time, each in its own
-    process on one torch thread (in this one if `args.jobs` is 1); announce(result) as each finishes."""
+def run_in_processes(run, pairs: list[tuple[str, int]], args, out: Path, on_result) -> dict[tuple[str, int], dict]:
+    """{(name, seed): run(name, seed, args, out)} for every pair, started in the order given, `args.jobs` at a time,
+    each in its own process on one torch thread (in this one if `args.jobs` is 1); on_result(result) as each ends."""
     if args.jobs == 1:
-        return {(name, seed): announce(run(name, seed, args, out)) for name, seed in pairs}
+        return {(name, seed): on_result(run(name, seed, args, out)) for name, seed in pairs}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = {pool.submit(run, name, seed, args, out): (name, seed) for name, seed in pairs}
         try:
-            return {futures[future]: announce(future.result()) for future in as_completed(futures)}
+            return {futures[future]: on_result(future.result()) for future in as_completed(futures)}
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the runs under way finish and keep their results; no new ones start
             raise
