@@ -342,9 +342,10 @@ def test_main_job_runs_end_to_end_in_a_minimal_configuration(tmp_path):
     # --init: post-training starts from the given weights (at learning rate 0 it ends on them)
     first = tmp_path / "demo" / "train" / "checkpoints" / "last"
     again = run_demo(DemoConfig(out=str(tmp_path / "again"), tasks=("reach-v3",), episodes=1, init=str(first), lr=0.0,
-                                env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)), preset="tiny",
+                                lr_schedule="time-cosine", preset="tiny",
+                                env=settings(cameras=("corner", "gripperPOV"), image_size=(32, 32)),
                                 train_minutes=1.0, max_steps=2, batch_size=2, eval_episodes=1, episode_steps=10))
-    assert f"post-trained from `{first}`" in again.read_text()
+    assert f"post-trained from `{first}`" in again.read_text() and "decayed over the minutes" in again.read_text()
 
     # the checkpoint records the environment of its data: gwp eval needs neither --dataset nor settings
     main(["eval", "--checkpoint", str(first), "--episodes", "1", "--max-steps", "5", "--out", str(tmp_path / "eval")])

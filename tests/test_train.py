@@ -63,6 +63,36 @@ def test_resume_is_exact(robot_data, tmp_path):
         train(config(robot_data, tmp_path / "straight"))
 
 
+def test_time_cosine_decays_over_the_minutes_trained_not_the_steps():
+    from gigaworld_policy.train import Progress, lr_lambda
+
+    progress = Progress()
+    factor = lr_lambda(OptimConfig(schedule="time-cosine", warmup_steps=4, min_lr_ratio=0.1), 1000, progress, 40.0)
+    assert factor(1) == pytest.approx(0.5)  # the warm-up ramp, at minute 0
+    for minutes, expected in ((0, 1.0), (20, 0.55), (40, 0.1), (55, 0.1)):
+        progress.minutes = minutes
+        assert factor(10) == factor(900) == pytest.approx(expected), minutes  # whatever the step
+    with pytest.raises(ValueError, match="give --max-minutes"):
+        TrainConfig(optim=OptimConfig(schedule="time-cosine"))
+
+
+def test_the_time_budget_and_its_cosine_count_the_minutes_of_the_run_that_was_resumed(robot_data, tmp_path):
+    schedule = OptimConfig(lr=1e-3, warmup_steps=2, schedule="time-cosine")
+    first = train_to(config(robot_data, tmp_path / "run", steps=3, max_minutes=1000.0, optim=schedule))
+    # the training state holds the progress after the scheduler (accelerate's custom objects, in order)
+    progress_file = first / "training_state" / "custom_checkpoint_1.pkl"
+    saved = torch.load(progress_file, weights_only=False)
+    assert saved["step"] == 3 and 0 < saved["minutes"] < 1000
+    saved["minutes"] = 1000.5  # as if the first run had trained for longer than the budget
+    torch.save(saved, progress_file)
+    resumed = train_to(config(robot_data, tmp_path / "run", resume=True, max_minutes=1000.0, optim=schedule,
+                              log_every=1))
+    assert resumed.name == "000004"  # one step, then it stops and checkpoints
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    logged = {row["step"]: row for row in map(json.loads, lines)}
+    assert logged[4]["train/lr"] == pytest.approx(1e-3 * schedule.min_lr_ratio)  # the cosine is at its end
+
+
 def test_overfitting_a_handful_of_samples_lowers_the_loss(tmp_path):
     from gigaworld_policy import PolicyConfig
     from gigaworld_policy.data import LeRobotDataset, PolicyDataset

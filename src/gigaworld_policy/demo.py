@@ -46,6 +46,8 @@ class DemoConfig:
     max_steps: int = 100_000  # training steps, if time allows
     batch_size: int = 8
     lr: float = 3e-4
+    # after 200 warm-up steps: constant, or a cosine over the training minutes (to a tenth of --lr at the budget's end)
+    lr_schedule: Literal["constant", "time-cosine"] = "constant"
     eval_episodes: int = 20  # per task, on seeds disjoint from the demonstrations
     execute_steps: int = 8  # actions executed per plan
     episode_steps: int = 200  # evaluation time limit per episode
@@ -104,8 +106,7 @@ def run_demo(cfg: DemoConfig) -> Path:
                                max_minutes=cfg.train_minutes, output_dir=str(run_dir), batch_size=cfg.batch_size,
                                num_workers=1, save_every=1000, log_every=25, seed=cfg.seed,
                                observation_encoder=cfg.observation_encoder, init=cfg.init,
-                               # the step count is set by the time budget, so no decay schedule to fit it
-                               optim=OptimConfig(lr=cfg.lr, warmup_steps=200, schedule="constant")))
+                               optim=OptimConfig(lr=cfg.lr, warmup_steps=200, schedule=cfg.lr_schedule)))
     timings["train_min"] = (time.monotonic() - start) / 60
     plot_losses(run_dir / "metrics.jsonl", out / "loss.png")
 
@@ -125,7 +126,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         "# GigaWorld-Policy on Meta-World — demo report", "",
         f"One `{cfg.preset}` policy for {', '.join(cfg.tasks)}: {cfg.episodes} expert demonstrations per task "
         f"({len(cfg.env.cameras)} cameras at {cfg.env.image_size[0]}x{cfg.env.image_size[1]}), trained for {steps} "
-        f"steps ({timings['train_min']:.1f} min, batch {cfg.batch_size}), evaluated closed-loop on "
+        f"steps ({timings['train_min']:.1f} min, batch {cfg.batch_size}, learning rate {cfg.lr:g}"
+        f"{', decayed over the minutes' if cfg.lr_schedule == 'time-cosine' else ''}), evaluated closed-loop on "
         f"{cfg.eval_episodes} held-out seeds per task, executing {cfg.execute_steps} of each predicted chunk.", "",
         recipe, "",
         f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}; collection {timings['collect_min']:.1f} min, "

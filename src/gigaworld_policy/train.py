@@ -6,7 +6,8 @@ Runs on one CPU as is, and on many GPUs under `accelerate launch` or `torchrun` 
 everything distributed goes through HF accelerate (which shards only on accelerators: on CPU processes FSDP2 is handed
 to it, see `_shard_across_cpu_processes`). Resume is exact: the sample order is a pure function of
 (seed, position), the flow-matching noise of step s is drawn from a generator seeded by (seed, s, rank, micro-step),
-and optimizer, scheduler, EMA and RNG states are restored.
+and optimizer, scheduler, EMA and RNG states are restored, with the minutes trained (a --max-minutes budget and a
+time-cosine learning rate count those of the runs before).
 
 Output folder:
     OUT/train_config.json                    the resolved configuration of the run
@@ -59,9 +60,11 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     warmup_steps: int = 100
-    schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    decay_steps: int | None = None  # length of the cosine; None = the run's --steps
+    # after warm-up: "cosine" over the steps, "time-cosine" over the --max-minutes budget (for a run limited by time,
+    # whose step count is not known in advance; the warm-up ramp multiplies it), or "constant"
+    schedule: Literal["cosine", "time-cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1  # a cosine decays to lr * min_lr_ratio
+    decay_steps: int | None = None  # length of the step cosine; None = the run's --steps
 
 
 # Policy-config fields a run may override: the losses, and the observation encoder (not when starting from --init).
@@ -86,7 +89,8 @@ class TrainConfig:
     output_dir: str = "outputs/train"
     resume: bool = False
     steps: int = 1000
-    max_minutes: float | None = None  # stop (and checkpoint) after this much wall time, even before `steps`
+    # stop (and checkpoint) after this many minutes of training, even before `steps`; counted over resumed runs too
+    max_minutes: float | None = None
     batch_size: int = 8  # per process and micro-step
     grad_accum: int = 1
     num_workers: int = 2
@@ -123,6 +127,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.dataset, str):
             self.dataset = (self.dataset,)
+        if self.optim.schedule == "time-cosine" and not (self.max_minutes or 0) > 0:
+            raise ValueError("--optim.schedule time-cosine decays over the time budget: give --max-minutes too")
         if self.dataset_weights and len(self.dataset_weights) != len(self.dataset):
             raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
         if self.latents and len(self.latents) != len(self.dataset):
@@ -234,12 +240,23 @@ class Progress:
     def __init__(self) -> None:
         self.step = 0
         self.samples = 0  # global samples consumed: the data position
+        self.minutes = 0.0  # training wall time so far, over every run that resumed this one
+        self._clock = (0.0, time.monotonic())  # (minutes, monotonic seconds) when this run's clock started
+
+    def start_clock(self) -> None:
+        """Count `minutes` on from here (call when the loop starts: set-up and loading are not training time)."""
+        self._clock = (self.minutes, time.monotonic())
+
+    def tick(self) -> None:
+        minutes, started = self._clock
+        self.minutes = minutes + (time.monotonic() - started) / 60
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "samples": self.samples}
+        return {"step": self.step, "samples": self.samples, "minutes": self.minutes}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step, self.samples = int(state["step"]), int(state["samples"])
+        # checkpoints from before the clock was kept have no minutes: their time is not known, so it starts at 0
+        self.step, self.samples, self.minutes = int(state["step"]), int(state["samples"]), state.get("minutes", 0.0)
 
 
 class LossMeans:
@@ -264,14 +281,22 @@ class LossMeans:
         return dict(zip(names, means.tolist(), strict=True))
 
 
-def lr_lambda(optim: OptimConfig, total_steps: int):
+def lr_lambda(optim: OptimConfig, total_steps: int, progress: Progress,
+              budget_minutes: float | None) -> Callable[[int], float]:
+    """The learning-rate factor of each step. "time-cosine" reads the training minutes from `progress` and decays
+    over `budget_minutes`."""
+    def cosine(fraction: float) -> float:
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+
     def factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps > 0 else 1.0
+        if optim.schedule == "time-cosine":
+            return warmup * cosine(progress.minutes / budget_minutes)
         if step < optim.warmup_steps:
-            return (step + 1) / optim.warmup_steps
+            return warmup
         if optim.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
-        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return cosine((step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
 
     return factor
 
@@ -423,12 +448,13 @@ def _trim_metrics_log(metrics_log: Path, last_step: int) -> None:
         write_text_atomically(metrics_log, "".join(line for line in lines if json.loads(line)["step"] <= last_step))
 
 
-def _any_process(accelerator, flag: bool) -> bool:
-    """True on every process when `flag` is true on any of them (so that all ranks stop at the same step)."""
+def _latest_clock(accelerator, minutes: float) -> float:
+    """The most minutes any process has trained: every rank then sets the same learning rate and stops at the same
+    step."""
     if accelerator.num_processes == 1:
-        return flag
-    value = torch.tensor([float(flag)], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+        return minutes
+    value = torch.tensor([minutes], device=accelerator.device)
+    return float(accelerator.reduce(value, reduction="max").item())
 
 
 @dataclass
@@ -460,8 +486,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     _attach_frozen_parts(policy, cfg)
     train_set, val_set, weights = build_datasets(cfg, policy)
-    optimizer, scheduler = _make_optimizer(policy, cfg)
     progress = Progress()
+    optimizer, scheduler = _make_optimizer(policy, cfg, progress)
     model, optimizer = _prepare(accelerator, policy, optimizer, scheduler, progress, resume_from)
     unwrapped: GigaWorldPolicy = accelerator.unwrap_model(model)
     ema = _make_ema(cfg, unwrapped, resume_from)
@@ -469,22 +495,26 @@ def train(cfg: TrainConfig) -> TrainResult:
     batches = iter(_make_loader(cfg, train_set, weights, progress, accelerator))
     _start_logging(cfg, accelerator, output_dir, progress)
 
-    bar = _ProgressBar(cfg, progress.step, disable=not accelerator.is_main_process)
+    bar = _ProgressBar(cfg, progress, disable=not accelerator.is_main_process)
     interval = LossMeans()  # losses since the last log line
+    progress.start_clock()
     while progress.step < cfg.steps:
         losses = _optimizer_step(cfg, accelerator, model, optimizer, batches, progress.step)
-        scheduler.step()
         if ema:
             ema.update(unwrapped, progress.step)
         progress.step += 1
         progress.samples += cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-        bar.update(progress.step, losses["loss"])
+        progress.tick()
+        if cfg.max_minutes is not None:
+            progress.minutes = _latest_clock(accelerator, progress.minutes)
+        scheduler.step()  # after the tick: a time-cosine sets the next step's rate from the minutes trained
+        bar.update(progress, losses["loss"])
         interval.add(losses)
         if progress.step % cfg.log_every == 0 or progress.step == 1:
             _log(cfg, accelerator, output_dir, progress.step, interval.pop(accelerator), scheduler.get_last_lr()[0])
         if cfg.val_every and val_set is not None and progress.step % cfg.val_every == 0:
             _validate_and_log(cfg, accelerator, unwrapped, val_set, output_dir, progress.step)
-        out_of_time = cfg.max_minutes is not None and _any_process(accelerator, bar.minutes() > cfg.max_minutes)
+        out_of_time = cfg.max_minutes is not None and progress.minutes > cfg.max_minutes
         if progress.step % cfg.save_every == 0 or progress.step == cfg.steps or out_of_time:
             save_checkpoint(accelerator, model, ema.full_weights() if ema else None, output_dir, progress.step,
                             cfg.keep_checkpoints, environments)
@@ -604,12 +634,13 @@ def decays(name: str, parameter: torch.nn.Parameter) -> bool:
     return parameter.ndim >= 2 and "scale_shift_table" not in name
 
 
-def _make_optimizer(policy: GigaWorldPolicy, cfg: TrainConfig):
+def _make_optimizer(policy: GigaWorldPolicy, cfg: TrainConfig, progress: Progress):
     named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if decays(n, p)], "weight_decay": cfg.optim.weight_decay},
               {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, cfg.optim.decay_steps or cfg.steps))
+    factor = lr_lambda(cfg.optim, cfg.optim.decay_steps or cfg.steps, progress, cfg.max_minutes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return optimizer, scheduler
 
 
@@ -718,26 +749,24 @@ class _ProgressBar:
     """Steps against --steps; with --max-minutes the bar counts the time budget instead (a run limited to 40 minutes
     would otherwise show an ETA for all its 100,000 steps)."""
 
-    def __init__(self, cfg: TrainConfig, step: int, disable: bool):
+    def __init__(self, cfg: TrainConfig, progress: Progress, disable: bool):
         from tqdm import tqdm
 
-        self.started = time.monotonic()
         self.budget = cfg.max_minutes
         if self.budget is None:
-            self.bar = tqdm(total=cfg.steps, initial=step, desc=cfg.stage, unit="step", disable=disable)
+            self.bar = tqdm(total=cfg.steps, initial=progress.step, desc=cfg.stage, unit="step", disable=disable)
         else:
-            self.bar = tqdm(total=round(60 * self.budget), desc=f"{cfg.stage}, {self.budget:g}-minute budget",
-                            disable=disable, bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+            total = round(60 * self.budget)  # in whole seconds of the budget, counting those of resumed runs
+            self.bar = tqdm(total=total, initial=min(round(60 * progress.minutes), total), disable=disable,
+                            desc=f"{cfg.stage}, {self.budget:g}-minute budget",
+                            bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
 
-    def minutes(self) -> float:
-        return (time.monotonic() - self.started) / 60
-
-    def update(self, step: int, loss: float) -> None:
+    def update(self, progress: Progress, loss: float) -> None:
         if self.budget is None:
             self.bar.update()
-        else:  # in whole seconds of the budget
-            self.bar.update(min(round(60 * self.minutes()), self.bar.total) - self.bar.n)
-        self.bar.set_postfix(step=step, loss=f"{loss:.4f}")
+        else:
+            self.bar.update(min(round(60 * progress.minutes), self.bar.total) - self.bar.n)
+        self.bar.set_postfix(step=progress.step, loss=f"{loss:.4f}")
 
     def close(self) -> None:
         self.bar.close()
