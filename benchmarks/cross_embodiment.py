@@ -91,7 +91,7 @@ def run_once(run: str, seed: int, args, out: Path) -> dict:
     config = TrainConfig(dataset=tuple(str(out / "demos" / robot) for robot in robots), output_dir=str(folder),
                          dataset_weights=(1.0,) * len(robots) if len(robots) > 1 else (),
                          steps=args.steps * len(robots), **options)
-    checkpoint, resumed = train_stage(config, resumable=True)
+    checkpoint, resumed = train_stage(config)
     train_minutes = (time.monotonic() - started) / 60
     reports = {}
     for robot in robots:

@@ -148,11 +148,11 @@ def policy_config(args) -> PolicyConfig | None:
     return PolicyConfig.preset(args.preset).replace(image_size=tuple(args.image_size)) if args.image_size else None
 
 
-def train_stage(config: TrainConfig, resumable: bool) -> tuple[Path, bool]:
-    """Train, resuming from the stage's last checkpoint if an earlier process was interrupted. With a time budget
-    the interrupted part is started over, since its clock cannot be resumed."""
+def train_stage(config: TrainConfig) -> tuple[Path, bool]:
+    """Train, resuming from the stage's last checkpoint if an earlier process was interrupted (a time budget counts
+    the minutes trained up to that checkpoint)."""
     output_dir = Path(config.output_dir)
-    if resumable and (output_dir / CHECKPOINTS / "last").exists():
+    if (output_dir / CHECKPOINTS / "last").exists():
         config.resume = True
     elif output_dir.exists():
         shutil.rmtree(output_dir)
@@ -163,7 +163,7 @@ def run_options(variant: str, args, seed: int) -> dict:
     """TrainConfig options of every training stage of a run: the policy (the preset, --image-size, the variant's
     overrides), the optimiser and the bookkeeping."""
     options = dict(preset=args.preset, batch_size=args.batch_size, num_workers=1, seed=seed,
-                   save_every=500 if args.train_minutes is None else 10**7, log_every=50, log_with="none",
+                   save_every=500, log_every=50, log_with="none",
                    optim=OptimConfig(lr=args.lr, warmup_steps=200, schedule="constant"),
                    data=DataConfig(layout=args.layout), cnn_widths=args.cnn_widths, **OVERRIDES.get(variant, {}))
     if trains_video(variant):
@@ -183,20 +183,19 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
         minutes = args.train_minutes * share if args.train_minutes else None
         return {"steps": steps, "max_minutes": minutes}
 
-    resumable = args.train_minutes is None
     common = run_options(variant, args, seed)
     if variant in PRETRAINED:
         # --pretrain-steps: a stage of its own on top of the budget; otherwise half of the budget
         stages = ({"steps": args.pretrain_steps, "max_minutes": None}, budget(1.0)) if args.pretrain_steps else (
             budget(0.5), budget(0.5))
         pre, resumed_pre = train_stage(TrainConfig(dataset=(str(extra),), stage="pretrain", **stages[0],
-                                                   output_dir=str(run / "pretrain"), **common), resumable)
+                                                   output_dir=str(run / "pretrain"), **common))
         post, resumed_post = train_stage(TrainConfig(dataset=(str(data),), init=str(pre), output_dir=str(run / "post"),
-                                                     **stages[1], **common), resumable)
+                                                     **stages[1], **common))
         return post, int(pre.name) + int(post.name), resumed_pre or resumed_post
     init = args.prior if variant in FROM_PRIOR else None
     checkpoint, resumed = train_stage(TrainConfig(dataset=(str(data),), init=init, output_dir=str(run), **budget(1.0),
-                                                  **common), resumable)
+                                                  **common))
     return checkpoint, int(checkpoint.name), resumed
 
 
