@@ -227,17 +227,24 @@ def ddp_run(robot_data, tmp_path_factory) -> tuple[Path, list[list[str]]]:
 
 def test_two_processes_train_and_agree(ddp_run):
     _, reports = ddp_run
-    assert [world_size for world_size, _, _ in reports] == ["2", "2"], "the ranks trained alone, not as one group"
+    assert [world_size for world_size, *_ in reports] == ["2", "2"], "the ranks trained alone, not as one group"
     # Each rank draws its own batches and flow noise, so equal weights mean the gradients were averaged.
     assert reports[0][1] == reports[1][1]
-    assert [share for _, _, share in reports] == ["1.000", "1.000"]  # data-parallel: each rank holds all weights
+    assert [share for _, _, share, _ in reports] == ["1.000", "1.000"]  # data-parallel: each rank holds all weights
+
+
+def test_two_processes_on_a_time_cosine_agree_on_the_rate_and_the_last_step(robot_data, tmp_path):
+    """Each rank has its own clock: unless they share one, their learning rates differ and so do their weights."""
+    reports = launch_two_processes(robot_data, tmp_path, "--time-cosine")
+    assert [world_size for world_size, *_ in reports] == ["2", "2"]
+    assert reports[0][1] == reports[1][1] and reports[0][3] == reports[1][3], reports
 
 
 def test_fsdp_on_two_processes_shards_equals_ddp_and_resumes_exactly(robot_data, ddp_run, tmp_path):
     ddp, _ = ddp_run
     reports = launch_two_processes(robot_data, tmp_path / "fsdp", "--resume-check", ACCELERATE_USE_FSDP="true")
-    assert [world_size for world_size, _, _ in reports] == ["2", "2"]
-    assert all(0.3 < float(share) < 0.7 for _, _, share in reports), f"the weights were not sharded: {reports}"
+    assert [world_size for world_size, *_ in reports] == ["2", "2"]
+    assert all(0.3 < float(share) < 0.7 for _, _, share, _ in reports), f"the weights were not sharded: {reports}"
 
     def weights(run: Path, step: str, name: str) -> dict[str, torch.Tensor]:
         return load_file(str(run / "checkpoints" / step / name))
