@@ -5,7 +5,7 @@ import pytest
 from gigaworld_policy import PolicyConfig
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "gwp0", "bench"])
+@pytest.mark.parametrize("name", ["tiny", "small", "small-chunk48", "gwp0", "bench"])
 def test_presets_round_trip_through_json_dicts(name):
     config = PolicyConfig.preset(name)
     assert PolicyConfig.from_dict(config.to_dict()) == config

@@ -378,6 +378,9 @@ def _with_expert(preset: Callable[[], PolicyConfig], dim: int, ffn_dim: int) -> 
 
 PRESETS = {
     "tiny": _tiny, "small": _small, "gwp0": _gwp0, "bench": _bench,
+    # small planning 48 steps ahead, about 1 s at ALOHA's 50 Hz (small's 16 are 0.32 s there; ACT plans 100 steps),
+    # with its 2 future frames spread over the chunk
+    "small-chunk48": lambda: _small().replace(chunk_size=48, future_stride=24),
     # tiny's expert is narrower than its 32-wide transformer, so that tests see the two widths apart
     "tiny-expert": _with_expert(_tiny, 16, 32),
     # bench with a quarter-width expert (768 -> 192, FFN 3072 -> 768), for CPU timing against bench
