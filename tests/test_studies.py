@@ -12,6 +12,7 @@ from gigaworld_policy.studies.report import (
     StudySettings,
     chunk_effect_section,
     cross_embodiment_section,
+    expert_effect,
     paired_rows,
     points,
     prior_effect,
@@ -92,6 +93,15 @@ def test_the_prior_is_set_against_scratch_with_the_same_losses():
     table = prior_effect(results)
     assert "| prior_cnn | gwp_cnn | +30 " in "\n".join(table)
     assert prior_effect({"prior_cnn": results["prior_cnn"], "baseline": results["baseline"]}) == []  # no partner
+
+
+def test_the_action_expert_is_set_against_the_same_network_without_it():
+    results = {"gwp_cnn_expert": [run(0, 9), run(1, 10)], "gwp_cnn": [run(0, 9), run(1, 7)], "baseline": [run(0, 1)]}
+    table = "\n".join(expert_effect(results))
+    assert "| with the expert | without | with minus without, pooled (points) | per seed |" in table
+    assert "| gwp_cnn_expert | gwp_cnn | +15 " in table and "+0, +30 (mean +15 ± " in table
+    assert "baseline" not in table  # not the expert's partner
+    assert expert_effect({"gwp_cnn_expert": results["gwp_cnn_expert"]}) == []
 
 
 def test_a_stored_setup_is_compared_with_the_defaults_of_keys_added_since():

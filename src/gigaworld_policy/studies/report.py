@@ -19,7 +19,7 @@ from ..atomic import write_text_atomically
 from ..config import PolicyConfig
 from .results import HELDOUT_EPISODES, HELDOUT_SAMPLES
 from .statistics import pooled_difference, pooled_successes, seed_interval, wilson_interval
-from .variants import PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, trains_video
+from .variants import EXPERT_PAIRS, PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, trains_video
 
 SIMULATORS = {"metaworld": "Meta-World", "aloha": "ALOHA"}  # as the section titles name them
 VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
@@ -205,8 +205,8 @@ def write_learning(results: dict[str, list[dict]], settings: StudySettings, out:
 
 def summary_tables(results: dict[str, list[dict]], tasks: tuple[str, ...]) -> list[str]:
     """Lines of the learning section's tables: success over seeds with the held-out errors and latency per variant;
-    the default against the others and the video loss on against off, pooled; success per task with Wilson
-    intervals."""
+    the default against the others, then the pairs that differ in one thing (video loss, prior, action expert),
+    pooled; success per task with Wilson intervals."""
     lines = ["| variant | mean success ± 95% interval over training seeds | per seed | seeds | steps | "
              "training min | held-out action MSE | held-out video MSE, true / other chunk | policy latency p50 |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -230,6 +230,7 @@ def summary_tables(results: dict[str, list[dict]], tasks: tuple[str, ...]) -> li
     lines += default_against_others(results)
     lines += video_loss_effect(results)
     lines += prior_effect(results)
+    lines += expert_effect(results)
     lines += ["", "Per task: successes pooled over the training seeds, Wilson 95% interval.", "",
               "| variant | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for variant, runs in results.items():
@@ -278,25 +279,35 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
     return lines
 
 
-def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
-    """The table of `video_loss_rows`, or nothing when no such pair ran."""
-    rows = video_loss_rows(results)
+def paired_table(results: dict[str, list[dict]], pairs: tuple[tuple[str, str], ...], heading: str,
+                 columns: tuple[str, str, str]) -> list[str]:
+    """The lines of a table of `paired_rows` under `heading`, with `columns` (the first variant, the second, their
+    difference) named in words; nothing when no pair ran."""
+    rows = paired_rows(results, pairs)
     if not rows:
         return []
-    return ["", f"The video loss on against off, the network otherwise the same: {VIDEO_LOSS_COLUMNS}", "",
-            "| with video | without | with minus without, pooled (points) | per seed |", "|---|---|---|---|",
-            *(f"| {video} | {action} | {pooled} | {per_seed} |" for video, action, pooled, per_seed in rows)]
+    first, second, difference = columns
+    return ["", f"{heading}: {VIDEO_LOSS_COLUMNS}", "",
+            f"| {first} | {second} | {difference}, pooled (points) | per seed |", "|---|---|---|---|",
+            *(f"| {one} | {other} | {pooled} | {per_seed} |" for one, other, pooled, per_seed in rows)]
+
+
+def video_loss_effect(results: dict[str, list[dict]]) -> list[str]:
+    """The video loss on against off (VIDEO_LOSS_PAIRS), or nothing when no such pair ran."""
+    return paired_table(results, VIDEO_LOSS_PAIRS, "The video loss on against off, the network otherwise the same",
+                        ("with video", "without", "with minus without"))
 
 
 def prior_effect(results: dict[str, list[dict]]) -> list[str]:
     """Post-training from the prior against from random weights (PRIOR_PAIRS), or nothing when no such pair ran."""
-    rows = paired_rows(results, PRIOR_PAIRS)
-    if not rows:
-        return []
-    return ["", f"Post-training from the prior against from random weights, at the same post-training budget: "
-            f"{VIDEO_LOSS_COLUMNS}", "",
-            "| from the prior | from scratch | prior minus scratch, pooled (points) | per seed |", "|---|---|---|---|",
-            *(f"| {prior} | {scratch} | {pooled} | {per_seed} |" for prior, scratch, pooled, per_seed in rows)]
+    return paired_table(results, PRIOR_PAIRS, "Post-training from the prior against from random weights, at the "
+                        "same post-training budget", ("from the prior", "from scratch", "prior minus scratch"))
+
+
+def expert_effect(results: dict[str, list[dict]]) -> list[str]:
+    """The action expert against the same network without it (EXPERT_PAIRS), or nothing when no such pair ran."""
+    return paired_table(results, EXPERT_PAIRS, "The action expert against the same network without it, at the same "
+                        "budget", ("with the expert", "without", "with minus without"))
 
 
 def temperature_section(name: str, evaluations: dict[str, dict[float, list[dict]]], results: dict[str, list[dict]],

@@ -34,6 +34,7 @@ FROM_PRIOR = ("prior_cnn", "prior_baseline")  # variants post-trained from the -
 # (with the video loss, without)
 VIDEO_LOSS_PAIRS = (("gwp", "action_only"), ("gwp_cnn", "baseline"), ("prior_cnn", "prior_baseline"))
 PRIOR_PAIRS = (("prior_cnn", "gwp_cnn"), ("prior_baseline", "baseline"))  # (from the prior, from scratch)
+EXPERT_PAIRS = (("gwp_cnn_expert", "gwp_cnn"),)  # (with the action expert, without)
 
 
 def trains_video(variant: str) -> bool:
