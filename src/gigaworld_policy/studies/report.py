@@ -22,8 +22,9 @@ from .statistics import pooled_difference, pooled_successes, seed_interval, wils
 from .variants import EXPERT_PAIRS, PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, trains_video
 
 SIMULATORS = {"metaworld": "Meta-World", "aloha": "ALOHA"}  # as the section titles name them
-VIDEO_LOSS_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
-                      "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
+# what the columns of every paired table (two variants that differ in one thing) hold
+PAIRED_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
+                  "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
 
 
 def markers(kind: str, name: str) -> tuple[str, str]:
@@ -287,7 +288,7 @@ def paired_table(results: dict[str, list[dict]], pairs: tuple[tuple[str, str], .
     if not rows:
         return []
     first, second, difference = columns
-    return ["", f"{heading}: {VIDEO_LOSS_COLUMNS}", "",
+    return ["", f"{heading}: {PAIRED_COLUMNS}", "",
             f"| {first} | {second} | {difference}, pooled (points) | per seed |", "|---|---|---|---|",
             *(f"| {one} | {other} | {pooled} | {per_seed} |" for one, other, pooled, per_seed in rows)]
 
@@ -339,7 +340,7 @@ def temperature_section(name: str, evaluations: dict[str, dict[float, list[dict]
                                               for variant, by_temperature in evaluations.items()})]
     if video_rows:
         lines += ["", "The video loss on against off at each temperature, the network otherwise the same: "
-                  f"{VIDEO_LOSS_COLUMNS}", "",
+                  f"{PAIRED_COLUMNS}", "",
                   "| temperature | with video | without | with minus without, pooled (points) | per seed |",
                   "|---|---|---|---|---|",
                   *(f"| {temperature:g} | {' | '.join(row)} |" for temperature, row in video_rows)]
@@ -427,7 +428,7 @@ def cross_embodiment_section(name: str, results: dict[str, list[dict]], robots: 
             run = robot if kind == "alone" else "shared"
             lines.append(f"| {SIMULATORS.get(robot, robot)} | {', '.join(tasks)} | {kind} | {mean} | {per_seed} | "
                          f"{error:.3f} | {training_minutes(results[run])} |")
-    lines += ["", f"Shared against alone on each robot: {VIDEO_LOSS_COLUMNS}", "",
+    lines += ["", f"Shared against alone on each robot: {PAIRED_COLUMNS}", "",
               "| robot | shared minus alone, pooled (points) | per seed | held-out action MSE, shared / alone |",
               "|---|---|---|---|"]
     for robot in robots:
