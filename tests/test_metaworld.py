@@ -304,6 +304,15 @@ def test_closed_loop_evaluation_writes_json_and_markdown(tmp_path):
     assert len(delayed) > 6
     assert np.array_equal(delayed[4:6], np.stack([MetaWorldEnv.hold_action(delayed[3])] * 2))
     assert np.allclose(delayed[4:6, :3], 0) and not np.allclose(delayed[6, :3], 0)
+    # ACT's temporal ensembling asks for a chunk at every step (observing at each) and says so in its report.
+    ensembled = closed_loop(predictor, make_env, ["reach-v3"], episodes=1, seed=1000, execute_steps=1,
+                            progress=False, execution="ensemble", ensemble_coeff=0.01)
+    assert envs[-1].observed == ensembled["results"][0]["length"]  # one observation per plan, the reset's included
+    assert ensembled["execution"] == {"mode": "ensemble", "delay_steps": 0, "ensemble_coeff": 0.01}
+    assert report["execution"] == {"mode": "sync", "delay_steps": 0}
+    with pytest.raises(ValueError, match="temporal ensembling runs without delay"):
+        closed_loop(predictor, make_env, ["reach-v3"], episodes=1, execute_steps=2, delay_steps=1,
+                    execution="ensemble", progress=False)
     row = report["tasks"]["reach-v3"]
     assert row["episodes"] == 2 and 0 <= row["success_rate"] <= 1 and row["mean_length"] <= 12
     assert 0 <= row["ci95"][0] <= row["success_rate"] <= row["ci95"][1] <= 1

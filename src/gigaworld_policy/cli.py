@@ -192,9 +192,12 @@ class Eval(Generic[Settings]):
     """also decode and save predicted future frames"""
     delay_steps: int = 0
     """control steps a chunk takes to compute (simulated inference latency)"""
-    execution: Literal["sync", "async", "rtc"] = "sync"
+    execution: Literal["sync", "async", "rtc", "ensemble"] = "sync"
     """meanwhile the robot holds still (sync), keeps executing the current chunk (async), or does so and the request
-    carries those actions for the policy to continue (rtc: real-time chunking)"""
+    carries those actions for the policy to continue (rtc: real-time chunking); or, without delay, ACT's temporal
+    ensembling (ensemble: a chunk every --execute-steps steps, ACT uses 1, overlapping chunks averaged)"""
+    ensemble_coeff: float = 0.01
+    """ensemble: the i-th oldest chunk covering a step weighs exp(-coeff * i) (ACT's 0.01)"""
 
 
 def _eval(command: Eval) -> None:
@@ -218,7 +221,8 @@ def _eval(command: Eval) -> None:
     max_steps = command.max_steps or simulator.evaluation_steps
     report = closed_loop(predictor, env_maker(predictor, settings, max_steps), tasks, command.episodes,
                          command.seed, command.execute_steps, command.out, with_video=command.video,
-                         delay_steps=command.delay_steps, execution=command.execution)
+                         delay_steps=command.delay_steps, execution=command.execution,
+                         ensemble_coeff=command.ensemble_coeff)
     print(report_markdown(report))
     print(f"wrote {command.out}/eval.json and eval.md")
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from .atomic import file_written_atomically, write_text_atomically
 from .data.composite import to_model_range, to_uint8
 from .envs.base import Env, EnvSettings, episode_seed
-from .execution import DelayedChunks
+from .execution import ENSEMBLE, DelayedChunks, TemporalEnsemble
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
 
@@ -35,14 +35,15 @@ class EpisodeResult:
 
 
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
-            with_video: bool = False, delay_steps: int = 0,
-            execution: str = "sync") -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
+            with_video: bool = False, delay_steps: int = 0, execution: str = "sync",
+            ensemble_coeff: float = 0.01) -> tuple[EpisodeResult, list[np.ndarray], dict | None]:
     """One episode. Returns its result, the frames of `camera` (for a rollout video), and with_video the
     predicted vs real future frames of the first plan ({"predicted": (F,H,W,3), "real": [...]}). The sampling noise
     is drawn from `seed` too, so an episode is a pure function of the policy and its seed. `delay_steps` control
     steps pass while a chunk is computed, and `execution` says what the robot does meanwhile (see execution.py;
     with 0, the default, every execution is the plain rollout); sync execution holds the robot still with the
-    environment's `hold_action`."""
+    environment's `hold_action`. `execution="ensemble"` is ACT's temporal ensembling of overlapping chunks instead
+    (weights exp(-ensemble_coeff * i), i = 0 the oldest chunk; no delay)."""
     start_observation = {"now": env.reset(seed)}
     generator = torch.Generator().manual_seed(seed)
     result = EpisodeResult(env.task, seed, False, 0)
@@ -65,7 +66,12 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
             first_plan = {"predicted": prediction["video"], "start": result.length, "observation": observation}
         return prediction["actions"]
 
-    chunks = DelayedChunks(plan, execute_steps, delay_steps, execution, env.hold_action)
+    if execution == ENSEMBLE:
+        if delay_steps:
+            raise ValueError(f"temporal ensembling runs without delay (delay_steps 0), got {delay_steps}")
+        chunks = TemporalEnsemble(plan, execute_steps, ensemble_coeff)
+    else:
+        chunks = DelayedChunks(plan, execute_steps, delay_steps, execution, env.hold_action)
     done = False
     while not done:
         action, _ = chunks.act(observe)
@@ -89,7 +95,7 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
 def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], episodes: int, seed: int = 1000,
                 execute_steps: int | None = None, out_dir: str | Path | None = None, videos_per_task: int = 1,
                 with_video: bool = False, progress: bool = True, delay_steps: int = 0,
-                execution: str = "sync") -> dict:
+                execution: str = "sync", ensemble_coeff: float = 0.01) -> dict:
     """Evaluate on `episodes` seeds per task, `episode_seed(seed, task_number, e)` (disjoint from the
     demonstration seeds `gwp collect` uses with its default base seed 0, below 1000 attempts per task)."""
     from tqdm import tqdm
@@ -105,7 +111,8 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
                 record = out_dir is not None and e < videos_per_task
                 camera = predictor.cameras[0] if record else None
                 result, frames, comparison = rollout(predictor, env, episode_seed(seed, number, e), execute_steps,
-                                                     camera, with_video and record, delay_steps, execution)
+                                                     camera, with_video and record, delay_steps, execution,
+                                                     ensemble_coeff)
                 results.append(result)
                 if record:
                     save_rollout(out_dir / "videos" / f"{task}-seed{result.seed}", frames)
@@ -120,6 +127,8 @@ def closed_loop(predictor, make_env: Callable[[str], Env], tasks: list[str], epi
             env.close()
     bar.close()
     report = summarize(results, execute_steps)
+    report["execution"] = {"mode": execution, "delay_steps": delay_steps,
+                           **({"ensemble_coeff": ensemble_coeff} if execution == ENSEMBLE else {})}
     if out_dir is not None:
         write_report(report, out_dir)
     return report

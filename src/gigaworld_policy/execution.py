@@ -13,6 +13,9 @@ robot switches to a new chunk:
 
 With `delay_steps` 0 all three are the plain rollout: ask, then execute `execute_steps` actions.
 `serving.client.RealTimeChunkBroker` is the wall-clock counterpart of async/rtc for a real robot.
+
+`TemporalEnsemble` is ACT's temporal ensembling instead: a chunk every `execute_steps` steps (ACT: every step), and
+at each step the weighted mean of what every chunk still covering it says for that step.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 EXECUTIONS = ("sync", "async", "rtc")
+ENSEMBLE = "ensemble"  # the execution name of `TemporalEnsemble` (no delay)
 # (observation, committed prefix (d, A) or None) -> chunk (H, A), robot units
 Predict = Callable[[object, np.ndarray | None], np.ndarray]
 
@@ -74,6 +78,39 @@ class DelayedChunks:
         self._last = self._chunk[self._index]
         self._index += 1
         return self._last, first
+
+
+class TemporalEnsemble:
+    """One action per `act(observe)` call, as `DelayedChunks` (without delay): a chunk is asked for every
+    `execute_steps` steps, and the action at step t is the mean of the actions for t of every chunk that covers it,
+    the i-th oldest (i = 0, 1, ...) weighted exp(-coeff * i): ACT's temporal ensembling (coeff 0.01; positive
+    values trust the older chunks more, negative the newer, 0 weighs them equally)."""
+
+    def __init__(self, predict: Predict, execute_steps: int, coeff: float = 0.01):
+        if execute_steps < 1:
+            raise ValueError(f"execute_steps must be at least 1, got {execute_steps}")
+        if not np.isfinite(coeff):
+            raise ValueError(f"the ensemble coefficient must be a finite number, got {coeff}")
+        self.predict, self.execute_steps, self.coeff = predict, execute_steps, coeff
+        self.plans = 0
+        self._step = 0
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (step asked at, chunk (H, A)), oldest first
+
+    def act(self, observe: Callable[[], object]) -> tuple[np.ndarray, bool]:
+        """-> (the action to execute now, whether a chunk was asked for at this step)."""
+        first = self._step % self.execute_steps == 0
+        if first:
+            chunk = np.asarray(self.predict(observe(), None))
+            if len(chunk) < self.execute_steps:
+                raise ValueError(f"a chunk of {len(chunk)} actions cannot cover the {self.execute_steps} steps "
+                                 f"until the next: execute at most {len(chunk)} steps per plan")
+            self.plans += 1
+            self._chunks.append((self._step, chunk))
+        self._chunks = [(asked, chunk) for asked, chunk in self._chunks if self._step - asked < len(chunk)]
+        actions = np.stack([chunk[self._step - asked] for asked, chunk in self._chunks])  # (chunks, A)
+        weights = np.exp(-self.coeff * np.arange(len(actions)))
+        self._step += 1
+        return weights @ actions / weights.sum(), first
 
 
 def smoothness(actions: np.ndarray, starts_chunk: np.ndarray) -> dict[str, float]:
