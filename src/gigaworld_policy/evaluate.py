@@ -20,7 +20,7 @@ from torch import Tensor
 from .atomic import file_written_atomically, write_text_atomically
 from .data.composite import to_model_range, to_uint8
 from .envs.base import Env, EnvSettings, episode_seed
-from .execution import ENSEMBLE, DelayedChunks, TemporalEnsemble
+from .execution import ENSEMBLE, executor
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
 
@@ -66,12 +66,7 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
             first_plan = {"predicted": prediction["video"], "start": result.length, "observation": observation}
         return prediction["actions"]
 
-    if execution == ENSEMBLE:
-        if delay_steps:
-            raise ValueError(f"temporal ensembling runs without delay (delay_steps 0), got {delay_steps}")
-        chunks = TemporalEnsemble(plan, execute_steps, ensemble_coeff)
-    else:
-        chunks = DelayedChunks(plan, execute_steps, delay_steps, execution, env.hold_action)
+    chunks = executor(plan, execute_steps, delay_steps, execution, env.hold_action, ensemble_coeff)
     done = False
     while not done:
         action, _ = chunks.act(observe)

@@ -113,6 +113,17 @@ class TemporalEnsemble:
         return weights @ actions / weights.sum(), first
 
 
+def executor(predict: Predict, execute_steps: int, delay_steps: int = 0, execution: str = "sync",
+             hold: Callable[[np.ndarray], np.ndarray] | None = None,
+             ensemble_coeff: float = 0.01) -> DelayedChunks | TemporalEnsemble:
+    """The object that says which action runs at each step for `execution` (one of EXECUTIONS, or ENSEMBLE)."""
+    if execution != ENSEMBLE:
+        return DelayedChunks(predict, execute_steps, delay_steps, execution, hold)
+    if delay_steps:
+        raise ValueError(f"temporal ensembling runs without delay (delay_steps 0), got {delay_steps}")
+    return TemporalEnsemble(predict, execute_steps, ensemble_coeff)
+
+
 def smoothness(actions: np.ndarray, starts_chunk: np.ndarray) -> dict[str, float]:
     """actions (T, A) executed, starts_chunk (T,) bool -> mean |a_t - a_{t-1}| (mean over dims) where a chunk meets
     the one before ("boundary") and within chunks, and the largest boundary jump (max over dims)."""
