@@ -112,7 +112,9 @@ TASK_SETS = {"mt3": ("reach-v3", "button-press-topdown-v3", "drawer-open-v3"), "
 # per environment: the default --camera-size and --episode-steps (the simulator's evaluation limit)
 ENV_DEFAULTS = {name: {"camera_size": size, "episode_steps": ENVIRONMENTS[name].simulator.evaluation_steps}
                 for name, size in (("metaworld", (64, 64)), ("aloha", AlohaSettings().image_size))}
-METAWORLD_ONLY = ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation")
+# the study's options that belong to one environment's settings
+ENV_OPTIONS = {"metaworld": ("goal_marker_radius", "observe_goal", "action_noise", "action_noise_correlation"),
+               "aloha": ("observe_objects",)}
 HELDOUT_SEED = 9000  # of the held-out demonstrations (results.HELDOUT_EPISODES per task)
 POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written once into OUT for every run
 
@@ -120,7 +122,7 @@ POLICY_CONFIG = "policy_config.json"  # the preset with --image-size, written on
 def env_settings(args) -> EnvSettings:
     """The settings every demonstration of the study is recorded with and every policy evaluated in."""
     if args.env == "aloha":
-        return AlohaSettings(image_size=tuple(args.camera_size))
+        return AlohaSettings(image_size=tuple(args.camera_size), observe_objects=args.observe_objects)
     return MetaWorldSettings(image_size=tuple(args.camera_size), goal_marker_radius=args.goal_marker_radius,
                              observe_goal=args.observe_goal, action_noise=args.action_noise,
                              action_noise_correlation=args.action_noise_correlation)
@@ -333,6 +335,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--observe-goal", action="store_true",
                         help="append the goal's xyz to the state (7 numbers), as Meta-World's multi-task benchmarks "
                              "observe it; the policies are then no longer image-only")
+    parser.add_argument("--observe-objects", action="store_true",
+                        help="ALOHA: append the objects' xyz to the state (20 numbers: the cube or the peg, then the "
+                             "socket); the policies are then no longer image-only")
     parser.add_argument("--action-noise", type=float, default=0.0,
                         help="std of the noise added to the experts' executed and recorded hand motions in all "
                              "demonstrations, so the future depends on the action chunk (default: none)")
@@ -362,10 +367,10 @@ def parse_args() -> argparse.Namespace:
     for option, default in ENV_DEFAULTS[args.env].items():
         if getattr(args, option) is None:
             setattr(args, option, default)
-    if args.env != "metaworld":
-        given = [option for option in METAWORLD_ONLY if getattr(args, option)]
+    for env, options in ENV_OPTIONS.items():
+        given = [option for option in options if getattr(args, option) and env != args.env]
         if given:
-            parser.error(f"--{given[0].replace('_', '-')} is a Meta-World setting; {args.env} has no such option")
+            parser.error(f"--{given[0].replace('_', '-')} is a {env} setting; {args.env} has no such option")
     for option in ("pretrain_steps", "extra_episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gigaworld_policy.data.lerobot import LeRobotDataset
-from gigaworld_policy.envs.aloha import JOINT_NAMES, AlohaEnv, AlohaSettings, check_tasks
+from gigaworld_policy.envs.aloha import JOINT_NAMES, OBJECT_NAMES, AlohaEnv, AlohaSettings, check_tasks, object_poses
 from gigaworld_policy.envs.recording import collect, read_recording
 from gigaworld_policy.envs.registry import make_env, settings_from_dict, settings_to_dict
 
@@ -62,6 +62,28 @@ def test_holding_the_last_action_keeps_the_arms_still():
     for _ in range(25):
         env.step(env.hold_action(start))
     np.testing.assert_allclose(env.observe().state, settled, atol=2e-3)
+    env.close()
+
+
+def test_observed_objects_are_where_the_simulation_has_them_now():
+    settings = AlohaSettings(image_size=(24, 32), observe_objects=True)
+    assert settings.state_names == JOINT_NAMES + OBJECT_NAMES
+    env = AlohaEnv("insertion", settings, 400)
+    state = env.reset(1).state
+    peg, socket = object_poses("insertion", 1)[:3], object_poses("insertion", 1)[7:10]
+    assert state.shape == (20,)
+    np.testing.assert_allclose(state[14:], np.concatenate([peg, socket]), atol=1e-6)
+    env.close()
+    env = AlohaEnv("transfer-cube", settings, 400)
+    start = env.reset(0).state
+    np.testing.assert_allclose(start[14:17], object_poses("transfer-cube", 0)[:3], atol=1e-6)
+    assert not start[17:].any()  # one object: the second slot is zeros
+    expert = env.demonstrator(0)
+    for _ in range(250):  # the right arm has lifted the cube by now
+        env.step(expert())
+    lifted = env.observe().state
+    np.testing.assert_array_equal(lifted[:14], env.scene.state().astype(np.float32))
+    assert lifted[16] > start[16] + 0.1  # the cube's height follows the simulation, not the reset layout
     env.close()
 
 

@@ -1,6 +1,7 @@
 """Bimanual ALOHA in simulation (the PyPI package gym-aloha: two ViperX arms in MuJoCo through dm_control), as ACT
 and LeRobot's `aloha_sim_*` datasets use it: TransferCube and Insertion, 14-d joint-position actions and state
 (per arm six joint angles, then the gripper opening in [0, 1]), 50 Hz, success when the package's reward reaches 4.
+`observe_objects` adds the objects' positions to the state (privileged state, as Meta-World's `observe_goal`).
 
 The package's own environment renders three 640x480 cameras at every physics step (about a second per control step
 on a CPU); this one drives the package's scenes and task rules directly and renders only the cameras a policy uses,
@@ -27,6 +28,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 CAMERAS = ("top", "angle", "front_close", "left_pillar", "right_pillar", "left_wrist", "right_wrist")
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
 JOINT_NAMES = tuple(f"{arm}_{joint}" for arm in ("left", "right") for joint in ARM_JOINTS)
+# with `observe_objects`: the xyz of the cube or the peg, then of the socket (zeros in TransferCube, which has one)
+OBJECT_NAMES = tuple(f"{thing}_{axis}" for thing in ("object", "second_object") for axis in "xyz")
 SUBSTEPS = 10  # physics steps (0.002 s) per control step (0.02 s)
 SUCCESS_REWARD = 4  # the package's tasks count 0..4; 4 is the transfer or the insertion done
 
@@ -58,6 +61,10 @@ class AlohaSettings:
     """HEIGHT WIDTH of every camera, in pixels (the scenes' cameras are 4:3)"""
     fps: int = 50
     """frames per second written into a recording (the simulation runs at 50 Hz)"""
+    observe_objects: bool = False
+    """append the objects' xyz to the state (20 numbers instead of 14): the cube or the peg, then the socket (zeros
+    in TransferCube), where the simulation has them now, as a policy on privileged state sees them; the policy is
+    then no longer image-only"""
 
     def __post_init__(self) -> None:
         check_views(self.cameras, self.image_size, CAMERAS, "ALOHA")
@@ -66,7 +73,7 @@ class AlohaSettings:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        return JOINT_NAMES
+        return JOINT_NAMES + (OBJECT_NAMES if self.observe_objects else ())
 
     @property
     def action_names(self) -> tuple[str, ...]:
@@ -123,6 +130,15 @@ class Scene:
         """(14,) joint angles and gripper openings, as the package observes them."""
         return self.rules.get_qpos(self.physics)
 
+    def object_positions(self) -> np.ndarray:
+        """(6,) the xyz of the task's objects now, the second zeros when the task has one (each free body holds 7
+        numbers of qpos after the arms' 16: xyz + quaternion)."""
+        objects = TASKS[self.task].objects
+        positions = np.zeros(6)
+        for index in range(objects):
+            positions[3 * index:3 * index + 3] = self.physics.data.qpos[16 + 7 * index:19 + 7 * index]
+        return positions
+
 
 class AlohaEnv:
     """One ALOHA task (a `Simulator`) as `settings` describe it, episodes of at most `max_steps` control steps (ACT
@@ -160,7 +176,10 @@ class AlohaEnv:
 
     def observe(self) -> Observation:
         images = {camera: self.render(camera) for camera in self.cameras}
-        return Observation(images, self.scene.state().astype(np.float32), TASKS[self.task].instruction)
+        state = self.scene.state()
+        if self.settings.observe_objects:
+            state = np.concatenate([state, self.scene.object_positions()])
+        return Observation(images, state.astype(np.float32), TASKS[self.task].instruction)
 
     def reset(self, seed: int) -> Observation:
         self.seed = seed

@@ -126,6 +126,7 @@ class StudySettings:
     cnn_widths: tuple[int, ...] | None = None
     goal_marker_radius: float | None = None  # metres
     observe_goal: bool = False
+    observe_objects: bool = False  # ALOHA: the objects' xyz in the state
     action_noise: float = 0.0
     action_noise_correlation: float = 0.0
     video_loss_weight: float | None = None
@@ -159,6 +160,8 @@ def setup_words(settings: StudySettings) -> str:
         words += f", goal spheres drawn {100 * s.goal_marker_radius:g} cm in radius (Meta-World's: 2 cm)"
     if s.observe_goal:
         words += ", the goal's xyz in the state (Meta-World's multi-task observation; not image-only)"
+    if s.observe_objects:
+        words += ", the objects' xyz in the state (privileged state; not image-only)"
     if s.action_noise:
         words += (f", demonstrations whose executed and recorded hand motions carry noise of std {s.action_noise:g} "
                   f"(step-to-step correlation {s.action_noise_correlation:g})")
