@@ -370,7 +370,7 @@ def parse_args() -> argparse.Namespace:
     for env, options in ENV_OPTIONS.items():
         given = [option for option in options if getattr(args, option) and env != args.env]
         if given:
-            parser.error(f"--{given[0].replace('_', '-')} is a {env} setting; {args.env} has no such option")
+            parser.error(f"--{given[0].replace('_', '-')} is a setting of {env} only; {args.env} has no such option")
     for option in ("pretrain_steps", "extra_episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
