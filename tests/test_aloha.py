@@ -1,12 +1,17 @@
 """Bimanual ALOHA in simulation: settings, the environment's rules, the scripted experts and their recordings."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from gigaworld_policy.data.lerobot import LeRobotDataset
 from gigaworld_policy.envs.aloha import JOINT_NAMES, OBJECT_NAMES, AlohaEnv, AlohaSettings, check_tasks, object_poses
+from gigaworld_policy.envs.aloha_expert import expert_trajectory
+from gigaworld_policy.envs.base import episode_seed
 from gigaworld_policy.envs.recording import collect, read_recording
 from gigaworld_policy.envs.registry import make_env, settings_from_dict, settings_to_dict
+from gigaworld_policy.evaluate import closed_loop, report_markdown
 
 pytest.importorskip("gym_aloha")
 
@@ -117,3 +122,35 @@ def test_collect_writes_lerobots_aloha_features_and_evaluation_rebuilds_the_env(
     outcomes = [env.step(action) for action in actions]
     assert outcomes[-1] == (True, True) and not any(success for success, _ in outcomes[:-1])
     env.close()
+
+
+class ExpertReplay:
+    """A stand-in policy for one episode: the scripted expert's trajectory for `layout`, 24 actions a plan, or with no
+    layout the arms held where they are."""
+
+    cameras, camera_sizes, state_dim = ["top"], [(24, 32)], 14
+    policy = SimpleNamespace(config=SimpleNamespace(future_stride=24))
+
+    def __init__(self, task: str, layout: np.ndarray | None):
+        self.trajectory = None if layout is None else expert_trajectory(task, layout).astype(np.float32)
+        self.plans = 0
+
+    def predict(self, observation, **_):
+        if self.trajectory is None:
+            return {"actions": np.repeat(observation.state[None], 24, axis=0)}
+        start = min(24 * self.plans, len(self.trajectory) - 24)
+        self.plans += 1
+        return {"actions": self.trajectory[start:start + 24]}
+
+
+@pytest.mark.parametrize("still", [False, True])
+def test_evaluation_reports_the_stages_the_episodes_reached(still):
+    layout = object_poses("transfer-cube", episode_seed(1000, 0, 0))  # of closed_loop's first episode
+    replay = ExpertReplay("transfer-cube", None if still else layout)
+    env = AlohaEnv("transfer-cube", AlohaSettings(image_size=(24, 32)), 400)
+    report = closed_loop(replay, lambda task: env, ["transfer-cube"], episodes=1, execute_steps=24, progress=False)
+    row = report["tasks"]["transfer-cube"]
+    assert list(row["stages"]) == ["touched", "lifted", "transfer attempted", "transferred"]
+    assert row["stages"] == dict.fromkeys(row["stages"], 0.0 if still else 1.0)
+    assert report["results"][0]["stage"] == (0 if still else 4) and row["success_rate"] == (0.0 if still else 1.0)
+    assert ("touched 0%" if still else "transferred 100%") in report_markdown(report)

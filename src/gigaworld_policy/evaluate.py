@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .atomic import file_written_atomically, write_text_atomically
 from .data.composite import to_model_range, to_uint8
-from .envs.base import Env, EnvSettings, episode_seed
+from .envs.base import Env, EnvSettings, StagedEnv, episode_seed
 from .execution import ENSEMBLE, executor
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
@@ -32,6 +32,8 @@ class EpisodeResult:
     success: bool
     length: int
     latencies_ms: list[float] = field(default_factory=list)
+    stage: int | None = None  # the highest stage reached, of an environment with stages (envs/base.StagedEnv)
+    stage_names: tuple[str, ...] = ()  # that environment's stages of the task
 
 
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
@@ -79,6 +81,8 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
         result.success |= success
         if camera:
             frames.append(env.render(camera))
+    if isinstance(env, StagedEnv):
+        result.stage, result.stage_names = env.stage, env.stages
     comparison = None
     if first_plan is not None:
         wanted = [first_plan["start"] + stride * (k + 1) for k in range(len(first_plan["predicted"]))]
@@ -160,6 +164,9 @@ def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
         low, high = wilson_interval(successes, len(rows))
         per_task[task] = {"episodes": len(rows), "successes": successes, "success_rate": successes / len(rows),
                           "ci95": [low, high], "mean_length": float(np.mean([r.length for r in rows]))}
+        if all(r.stage is not None for r in rows):  # the fraction of episodes that reached each stage
+            per_task[task]["stages"] = {name: sum(r.stage > k for r in rows) / len(rows)
+                                        for k, name in enumerate(rows[0].stage_names)}
     latencies = [ms for r in results for ms in r.latencies_ms]
     rates = [v["success_rate"] for v in per_task.values()]
     return {
@@ -169,7 +176,8 @@ def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
         "execute_steps": execute_steps,
         "latency_ms": {"p50": float(np.percentile(latencies, 50)) if latencies else None,
                        "p95": float(np.percentile(latencies, 95)) if latencies else None},
-        "results": [{k: v for k, v in asdict(r).items() if k != "latencies_ms"} for r in results],
+        "results": [{k: v for k, v in asdict(r).items() if k not in ("latencies_ms", "stage_names")
+                     and not (k == "stage" and v is None)} for r in results],
     }
 
 
@@ -180,6 +188,11 @@ def report_markdown(report: dict) -> str:
         lines.append(f"| {task} | {100 * row['success_rate']:.0f}% | {100 * low:.0f}–{100 * high:.0f}% | "
                      f"{row['episodes']} | {row['mean_length']:.1f} |")
     lines.append(f"| **average** | **{100 * report['average_success_rate']:.0f}%** | | {report['episodes']} | |")
+    staged = {task: row["stages"] for task, row in report["tasks"].items() if "stages" in row}
+    if staged:
+        lines.append("\nStages reached (fraction of episodes): " + "; ".join(
+            f"{task}: " + ", ".join(f"{name} {100 * rate:.0f}%" for name, rate in stages.items())
+            for task, stages in staged.items()) + ".")
     latency = report["latency_ms"]
     if latency["p50"] is not None:
         lines.append(f"\nPolicy latency per plan: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms "

@@ -39,14 +39,16 @@ class Task:
     scene: str  # the package's joint-position scene
     instruction: str
     objects: int  # free bodies placed at reset (7 numbers each: xyz + quaternion)
+    stages: tuple[str, ...]  # what the package's rewards 1..4 mean (4: success), the stages ACT reports
 
 
 TASKS = {
     "transfer-cube": Task("bimanual_viperx_transfer_cube.xml",
-                          "pick up the red cube with the right arm and hand it over to the left arm", 1),
+                          "pick up the red cube with the right arm and hand it over to the left arm", 1,
+                          ("touched", "lifted", "transfer attempted", "transferred")),
     "insertion": Task("bimanual_viperx_insertion.xml",
                       "pick up the socket with the left arm and the peg with the right arm, and insert the peg into "
-                      "the socket", 2),
+                      "the socket", 2, ("touched both", "grasped both", "peg touches socket", "inserted")),
 }
 
 
@@ -164,7 +166,13 @@ class AlohaEnv:
                      mujoco.mjtRndFlag.mjRND_SKYBOX):
             self.renderer.scene.flags[flag] = False
         self.steps = 0
+        self.stage = 0  # the highest of the task's `stages` reached this episode (1-based; 0: none yet)
         self.seed: int | None = None
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The task's stages in order, the last one success (see `stage`)."""
+        return TASKS[self.task].stages
 
     @staticmethod
     def check_tasks(tasks: list[str]) -> None:
@@ -184,7 +192,7 @@ class AlohaEnv:
     def reset(self, seed: int) -> Observation:
         self.seed = seed
         self.scene.reset(object_poses(self.task, seed))
-        self.steps = 0
+        self.steps = self.stage = 0
         return self.observe()
 
     @staticmethod
@@ -200,6 +208,7 @@ class AlohaEnv:
                              f"arm), got shape {action.shape}")
         reward = self.scene.step(action)
         self.steps += 1
+        self.stage = max(self.stage, reward)
         success = reward == SUCCESS_REWARD
         return success, success or self.steps >= self.max_steps
 

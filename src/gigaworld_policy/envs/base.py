@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -60,6 +60,15 @@ class Env(Protocol):
         """The action that keeps the robot still after `last_action` (evaluation under latency, sync execution)."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StagedEnv(Env, Protocol):
+    """An `Env` whose tasks pass through named stages on the way to success (ALOHA: touched, lifted, transfer
+    attempted, transferred); evaluation then reports how often each stage was reached."""
+
+    stages: tuple[str, ...]  # the current task's stages in order, the last one success
+    stage: int  # the highest stage reached in this episode, 1-based (0: none yet)
 
 
 class EnvSettings(Protocol):
