@@ -133,13 +133,12 @@ class Scene:
         return self.rules.get_qpos(self.physics)
 
     def object_positions(self) -> np.ndarray:
-        """(6,) the xyz of the task's objects now, the second zeros when the task has one (each free body holds 7
-        numbers of qpos after the arms' 16: xyz + quaternion)."""
+        """(len(OBJECT_NAMES),) the xyz of the task's objects now, zeros for the slots the task has no object for
+        (each free body holds 7 numbers of qpos after the arms' 16: xyz + quaternion)."""
         objects = TASKS[self.task].objects
-        positions = np.zeros(6)
-        for index in range(objects):
-            positions[3 * index:3 * index + 3] = self.physics.data.qpos[16 + 7 * index:19 + 7 * index]
-        return positions
+        positions = np.zeros((len(OBJECT_NAMES) // 3, 3))
+        positions[:objects] = self.physics.data.qpos[16:16 + 7 * objects].reshape(objects, 7)[:, :3]
+        return positions.ravel()
 
 
 class AlohaEnv:
