@@ -60,13 +60,16 @@ from gigaworld_policy.train import TrainConfig
 ROBOTS = ("metaworld", "aloha")  # the registered environments, each one robot
 RUNS = {"metaworld": ("metaworld",), "aloha": ("aloha",), "shared": ROBOTS}  # run -> the robots it trains on
 ONE_STAGE_VARIANTS = tuple(v for v in VARIANTS if v not in PRETRAINED + FROM_PRIOR)
-SETUP_KEYS = ("metaworld_tasks", "aloha_tasks", "metaworld_episodes", "aloha_episodes", "observe_goal", "variant",
+SETUP_KEYS = ("metaworld_tasks", "aloha_tasks", "metaworld_episodes", "aloha_episodes", "observe_goal",
+              "observe_objects", "variant",
               "preset", "steps", "batch_size", "lr", "eval_episodes", "execute_steps")
 
 
 def robot_settings(robot: str, args) -> EnvSettings:
     """The settings a robot's demonstrations are recorded with and its policies evaluated in."""
-    return MetaWorldSettings(observe_goal=args.observe_goal) if robot == "metaworld" else AlohaSettings()
+    if robot == "metaworld":
+        return MetaWorldSettings(observe_goal=args.observe_goal)
+    return AlohaSettings(observe_objects=args.observe_objects)
 
 
 def robot_tasks(robot: str, args) -> tuple[str, ...]:
@@ -121,9 +124,11 @@ def run_all(pairs: list[tuple[str, int]], args, out: Path) -> None:
 def about(args) -> str:
     """The study's setup in words, for its section."""
     goal = ", the goal's xyz in the Meta-World state (not image-only)" if args.observe_goal else ""
+    objects = (", the objects' xyz in the ALOHA state (20 numbers, not image-only)" if args.observe_objects
+               else ", 14-d joint-position state")
     return (f"Meta-World {', '.join(args.metaworld_tasks)} ({args.metaworld_episodes} expert demonstrations per "
             f"task, three 64x64 views{goal}) and ALOHA {', '.join(args.aloha_tasks)} ({args.aloha_episodes} scripted "
-            f"demonstrations per task, one 96x128 top view, 14-d joint positions). `{args.variant}` on the "
+            f"demonstrations per task, one 96x128 top view{objects}; 14-d joint-position actions). `{args.variant}` on the "
             f"`{args.preset}` preset, batch {args.batch_size}, learning rate {args.lr:g}: each single-robot policy "
             f"{args.steps} optimiser steps, the shared one {2 * args.steps} with each robot drawn half of the time. "
             f"Closed loop: {args.eval_episodes} held-out episodes per task (seeds from 1000), executing "
@@ -145,6 +150,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--aloha-episodes", type=int, default=50, help="demonstrations per ALOHA task")
     parser.add_argument("--observe-goal", action=argparse.BooleanOptionalAction, default=True,
                         help="the goal's xyz in the Meta-World state, as the main job observes it (default: on)")
+    parser.add_argument("--observe-objects", action=argparse.BooleanOptionalAction, default=True,
+                        help="the objects' xyz in the ALOHA state, as the ALOHA policy that solved TransferCube "
+                             "observed it (default: on)")
     parser.add_argument("--variant", choices=ONE_STAGE_VARIANTS, default="gwp_cnn",
                         help="the network and losses of every run (benchmarks/learning.py's variants)")
     parser.add_argument("--preset", default="small")
