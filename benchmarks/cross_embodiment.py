@@ -45,7 +45,8 @@ from gigaworld_policy.envs.aloha import AlohaSettings
 from gigaworld_policy.envs.base import EnvSettings
 from gigaworld_policy.envs.metaworld import MetaWorldSettings
 from gigaworld_policy.envs.registry import ENVIRONMENTS
-from gigaworld_policy.studies.report import SIMULATORS, cross_embodiment_section, write_section
+from gigaworld_policy.execution import ENSEMBLE
+from gigaworld_policy.studies.report import SIMULATORS, cross_embodiment_section, execution_words, write_section
 from gigaworld_policy.studies.results import (
     HELDOUT_DEMOS,
     HELDOUT_EPISODES,
@@ -62,7 +63,7 @@ RUNS = {"metaworld": ("metaworld",), "aloha": ("aloha",), "shared": ROBOTS}  # r
 ONE_STAGE_VARIANTS = tuple(v for v in VARIANTS if v not in PRETRAINED + FROM_PRIOR)
 SETUP_KEYS = ("metaworld_tasks", "aloha_tasks", "metaworld_episodes", "aloha_episodes", "observe_goal",
               "observe_objects", "variant",
-              "preset", "steps", "batch_size", "lr", "eval_episodes", "execute_steps")
+              "preset", "steps", "batch_size", "lr", "eval_episodes", "execute_steps", "execution")
 
 
 def robot_settings(robot: str, args) -> EnvSettings:
@@ -100,7 +101,7 @@ def run_once(run: str, seed: int, args, out: Path) -> dict:
     for robot in robots:
         report = evaluate_checkpoint(checkpoint, robot_settings(robot, args), list(robot_tasks(robot, args)),
                                      args.eval_episodes, args.execute_steps,
-                                     ENVIRONMENTS[robot].simulator.evaluation_steps)
+                                     ENVIRONMENTS[robot].simulator.evaluation_steps, execution=args.execution)
         reports[robot] = {**report, "open_loop_heldout": open_loop_heldout(checkpoint, out / HELDOUT_DEMOS / robot)}
     result = {"run": run, "seed": seed, "setup": setup, "steps": int(checkpoint.name),
               "resumed": resumed, "train_minutes": train_minutes, "robots": reports}
@@ -126,13 +127,14 @@ def about(args) -> str:
     goal = ", the goal's xyz in the Meta-World state (not image-only)" if args.observe_goal else ""
     objects = (", the objects' xyz in the ALOHA state (20 numbers, not image-only)" if args.observe_objects
                else ", 14-d joint-position state")
+    execution = execution_words(args.execution, args.execute_steps)
     return (f"Meta-World {', '.join(args.metaworld_tasks)} ({args.metaworld_episodes} expert demonstrations per "
             f"task, three 64x64 views{goal}) and ALOHA {', '.join(args.aloha_tasks)} ({args.aloha_episodes} scripted "
-            f"demonstrations per task, one 96x128 top view{objects}; 14-d joint-position actions). `{args.variant}` on the "
-            f"`{args.preset}` preset, batch {args.batch_size}, learning rate {args.lr:g}: each single-robot policy "
-            f"{args.steps} optimiser steps, the shared one {2 * args.steps} with each robot drawn half of the time. "
-            f"Closed loop: {args.eval_episodes} held-out episodes per task (seeds from 1000), executing "
-            f"{args.execute_steps} actions per plan, the simulators' episode limits (Meta-World 200 steps, ALOHA 400). "
+            f"demonstrations per task, one 96x128 top view{objects}; 14-d joint-position actions). "
+            f"`{args.variant}` on the `{args.preset}` preset, batch {args.batch_size}, learning rate {args.lr:g}: "
+            f"each single-robot policy {args.steps} optimiser steps, the shared one {2 * args.steps} with each robot "
+            f"drawn half of the time. Closed loop: {args.eval_episodes} held-out episodes per task (seeds from 1000), "
+            f"{execution}, the simulators' episode limits (Meta-World 200 steps, ALOHA 400). "
             f"Held-out action MSE: open-loop error of the sampled chunk (normalised units, EMA weights) on "
             f"{HELDOUT_EPISODES} more demonstrations per task.")
 
@@ -162,7 +164,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per run")
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes per task")
-    parser.add_argument("--execute-steps", type=int, default=8)
+    parser.add_argument("--execute-steps", type=int, default=8,
+                        help="actions executed per chunk (sync), or steps between chunks (ensemble; ACT: 1)")
+    parser.add_argument("--execution", choices=("sync", ENSEMBLE), default="sync",
+                        help="closed loop: the first --execute-steps actions of each chunk (sync), or ACT's temporal "
+                             "ensembling of the chunks covering each step (ensemble)")
     parser.add_argument("--name", default="mt3+transfer-cube", help="names the RESULTS section and the raw results")
     parser.add_argument("--out", default=None, help="runs and demonstrations (default outputs/cross-embodiment/<name>)")
     parser.add_argument("--docs", default="docs", help="where RESULTS.md and the raw results go")

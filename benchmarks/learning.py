@@ -80,6 +80,7 @@ from gigaworld_policy.envs.metaworld import MT10, MetaWorldSettings
 from gigaworld_policy.envs.recording import collect, read_recording
 from gigaworld_policy.envs.registry import ENVIRONMENTS, name_of
 from gigaworld_policy.evaluate import closed_loop, env_maker, open_loop_dataset
+from gigaworld_policy.execution import ENSEMBLE
 from gigaworld_policy.inference import Predictor, load_checkpoint
 from gigaworld_policy.model.policy import CONFIG_NAME, WEIGHTS_NAME
 from gigaworld_policy.studies.report import StudySettings, write_learning
@@ -202,14 +203,17 @@ def train_variant(variant: str, args, data: Path, extra: Path, run: Path, seed: 
 
 
 def evaluate_checkpoint(checkpoint: Path, settings: EnvSettings, tasks: list[str], episodes: int,
-                        execute_steps: int, episode_steps: int, temperature: float = 1.0) -> dict:
+                        execute_steps: int, episode_steps: int, temperature: float = 1.0,
+                        execution: str = "sync") -> dict:
     """Closed loop on the study's held-out seeds (from 1000) in the environment of `settings`, as demonstrated, acting
-    as the environment's robot (for a policy of several robots; else as its one embodiment)."""
+    as the environment's robot (for a policy of several robots; else as its one embodiment). `execution`: "sync"
+    executes `execute_steps` actions of each chunk; "ensemble" asks for a chunk every `execute_steps` steps and
+    executes ACT's temporal ensemble of the chunks covering each step."""
     policy = load_checkpoint(checkpoint)
     robot = ENVIRONMENTS[name_of(settings)].simulator.robot_type
     predictor = Predictor(policy, robot if robot in policy.processors else None, temperature=temperature)
     return closed_loop(predictor, env_maker(predictor, settings, episode_steps), list(tasks), episodes, seed=1000,
-                       execute_steps=execute_steps, progress=False)
+                       execute_steps=execute_steps, execution=execution, progress=False)
 
 
 def open_loop_heldout(checkpoint: Path, heldout: Path, temperature: float = 1.0) -> dict:
@@ -251,7 +255,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
     train_minutes = (time.monotonic() - started) / 60
     report = evaluate_checkpoint(checkpoint, env_settings(args), args.task_list, args.eval_episodes,
-                                 args.execute_steps, args.episode_steps)
+                                 args.execute_steps, args.episode_steps, execution=args.execution)
     result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
               "train_minutes": train_minutes,
               "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
@@ -324,7 +328,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--execute-steps", type=int, default=8)
+    parser.add_argument("--execute-steps", type=int, default=8,
+                        help="actions executed per chunk (sync), or steps between chunks (ensemble; ACT: 1)")
+    parser.add_argument("--execution", choices=("sync", ENSEMBLE), default="sync",
+                        help="closed loop: execute the first --execute-steps actions of each chunk (sync), or at "
+                             "every step the weighted mean of all chunks covering it (ensemble: ACT's temporal "
+                             "ensembling)")
     parser.add_argument("--episode-steps", type=int, default=None,
                         help="evaluation time limit per episode (default: Meta-World 200, ALOHA 400)")
     parser.add_argument("--camera-size", type=int, nargs=2, default=None,

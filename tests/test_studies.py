@@ -3,6 +3,7 @@ docs/RESULTS.md, which must come out of the stored results exactly as they stand
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from gigaworld_policy.studies.report import (
     chunk_effect_section,
     cross_embodiment_section,
     expert_effect,
+    learning_section,
     paired_rows,
     points,
     prior_effect,
@@ -115,6 +117,17 @@ def test_a_stored_setup_is_compared_with_the_defaults_of_keys_added_since():
         "policy.transformer"]
     newer = {"episodes": 5, "observe_goal": False, "normalization": "quantile", "policy": {"transformer": {"dim": 64}}}
     assert setup_differences(newer, setup) == ["episodes"]  # clean_action_prob: stored before it, 0 then
+    # runs stored before --execution existed were evaluated chunk by chunk
+    assert setup_differences(newer, {**setup, "episodes": 5, "execution": "sync"}) == []
+    assert setup_differences(newer, {**setup, "episodes": 5, "execution": "ensemble"}) == ["execution"]
+
+
+def test_the_section_says_how_the_closed_loop_executed_the_chunks():
+    chunked = learning_section({}, SETTINGS, LEARNING_COMMAND)
+    ensembled = learning_section({}, replace(SETTINGS, execution="ensemble", execute_steps=1), LEARNING_COMMAND)
+    assert "executing 8 actions per plan" in chunked and "ensembling" not in chunked
+    assert "a plan every step, each step executing the weighted mean of the plans covering it" in ensembled
+    assert "actions per plan" not in ensembled
 
 
 def test_results_stored_before_the_heldout_scores_are_scored_again():

@@ -116,7 +116,7 @@ class StudySettings:
     preset: str
     batch_size: int
     eval_episodes: int  # held-out closed-loop episodes per task
-    execute_steps: int  # actions executed per plan
+    execute_steps: int  # actions executed per plan (sync), or steps between plans (ensemble)
     steps: int | None = None  # optimiser steps per run
     train_minutes: float | None = None
     pretrain_steps: int | None = None
@@ -133,6 +133,7 @@ class StudySettings:
     clean_action_prob: float | None = None
     prior: str | None = None  # the checkpoint folder the prior_* variants post-train from
     env: str = "metaworld"  # the simulator (envs/registry.py)
+    execution: str = "sync"  # or "ensemble": ACT's temporal ensembling of overlapping chunks
 
 
 def budget_words(settings: StudySettings) -> str:
@@ -175,6 +176,15 @@ def setup_words(settings: StudySettings) -> str:
     return words
 
 
+def execution_words(execution: str, execute_steps: int) -> str:
+    """How the closed loop executed the chunks (evaluate.closed_loop's `execution` and `execute_steps`)."""
+    if execution == "ensemble":
+        every = "every step" if execute_steps == 1 else f"every {execute_steps} steps"
+        return (f"a plan {every}, each step executing the weighted mean of the plans covering it (ACT's temporal "
+                "ensembling)")
+    return f"executing {execute_steps} actions per plan"
+
+
 def learning_section(results: dict[str, list[dict]], settings: StudySettings, command: str) -> str:
     """The section `learning <name>`: the setup in words, then the tables of `summary_tables`, then the plot
     learning-<name>.png. `results`: {variant: [run result, one per training seed]}, in table order."""
@@ -188,9 +198,10 @@ def learning_section(results: dict[str, list[dict]], settings: StudySettings, co
         f"Command: `{command}`", "",
         f"Tasks {', '.join(settings.task_list)}; {settings.episodes} {kind} demonstrations per task{withheld}; "
         f"`{settings.preset}` preset{setup_words(settings)}, batch {settings.batch_size}, {budget_words(settings)}; "
-        f"{settings.eval_episodes} held-out episodes per task (seeds from 1000), executing {settings.execute_steps} "
-        f"actions per plan. Held-out action MSE: open-loop error of the sampled action chunk (normalised units, EMA "
-        f"weights) on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} more {kind} demonstrations per task, on layouts "
+        f"{settings.eval_episodes} held-out episodes per task (seeds from 1000), "
+        f"{execution_words(settings.execution, settings.execute_steps)}. Held-out action MSE: open-loop error of the "
+        f"sampled action chunk (normalised units, EMA weights) on {HELDOUT_SAMPLES} frames of {HELDOUT_EPISODES} "
+        f"more {kind} demonstrations per task, on layouts "
         "used neither for training nor for the closed-loop evaluation.", "",
         *summary_tables(results, settings.task_list), "", f"![learning on {name}](learning-{name}.png)", "", end,
     ])

@@ -28,12 +28,12 @@ HELDOUT_SAMPLES = 256  # frames sampled (evenly) from them for the open-loop err
 RESULT = "result.json"
 # What a run's result depends on: a cached result made with other values is refused, not silently reused.
 SETUP_KEYS = ("env", "task_list", "episodes", "preset", "steps", "train_minutes", "batch_size", "lr", "eval_episodes",
-              "execute_steps", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
+              "execute_steps", "execution", "episode_steps", "camera_size", "image_size", "layout", "cnn_widths",
               "goal_marker_radius", "observe_goal", "observe_objects", "action_noise", "action_noise_correlation")
 PRETRAIN_SETUP_KEYS = ("extra_episodes", "pretrain_steps")  # what only the pre-training variants depend on
 # of the keys whose default is not None; results stored before the normalisation was recorded used quantiles
 # clipped to [-1, 1], which the library no longer does
-SETUP_DEFAULTS = {"env": "metaworld", "observe_goal": False, "observe_objects": False,
+SETUP_DEFAULTS = {"env": "metaworld", "execution": "sync", "observe_goal": False, "observe_objects": False,
                   "normalization": "quantile, clipped", "action_noise": 0.0, "action_noise_correlation": 0.0}
 # policy-config fields added since results were first stored, with the value those results were trained with
 POLICY_DEFAULTS = {"clean_action_prob": 0.0}
