@@ -154,3 +154,22 @@ def test_evaluation_reports_the_stages_the_episodes_reached(still):
     assert row["stages"] == dict.fromkeys(row["stages"], 0.0 if still else 1.0)
     assert report["results"][0]["stage"] == (0 if still else 4) and row["success_rate"] == (0.0 if still else 1.0)
     assert ("touched 0%" if still else "transferred 100%") in report_markdown(report)
+
+
+def test_a_motion_that_makes_the_physics_diverge_ends_that_episode_not_the_evaluation():
+    env = AlohaEnv("transfer-cube", AlohaSettings(image_size=(24, 32)), 400)
+    env.reset(1)
+    rng = np.random.default_rng(1)
+    limits = 2 * np.array([3.14, 1.8, 1.7, 3.14, 2.0, 3.14, 3.0] * 2)  # beyond the joints' ranges, as bad policies do
+    with pytest.warns(UserWarning, match=r"ALOHA episode of seed 1 ends at step \d+: the transfer-cube simulation "
+                                         r"diverged"):
+        for _ in range(50):
+            outcome = env.step(np.where(rng.random(14) < 0.5, -1.0, 1.0) * limits)
+            if outcome[1]:
+                break
+    assert outcome == (False, True) and env.steps < 50
+    assert np.isfinite(env.observe().state).all()  # put back as it was before the step that diverged
+    start = env.reset(0).state
+    for _ in range(10):
+        assert env.step(env.hold_action(start)) == (False, False)
+    env.close()

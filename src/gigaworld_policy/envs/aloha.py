@@ -14,6 +14,7 @@ Scripted experts: envs/aloha_expert.py.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,6 +99,10 @@ def object_poses(task: str, seed: int) -> np.ndarray:
     return utils.sample_box_pose(seed) if task == "transfer-cube" else np.concatenate(utils.sample_insertion_pose(seed))
 
 
+class UnstableSimulation(RuntimeError):
+    """The physics diverged (MuJoCo's accelerations became non-finite) under a commanded motion."""
+
+
 class Scene:
     """The package's joint-position scene of one task: its physics and its task rules (control, reward), without the
     package's rendering. Also what the scripted experts replay their plans in."""
@@ -123,9 +128,18 @@ class Scene:
             self.physics.data.qpos[16:16 + len(objects)] = objects
 
     def step(self, action: np.ndarray) -> int:
-        """Apply one (14,) joint-position action for one control step -> the package's reward (0..4)."""
+        """Apply one (14,) joint-position action for one control step -> the package's reward (0..4). Raises
+        UnstableSimulation, the scene put back as it was before the step, when the motion makes MuJoCo diverge."""
+        from dm_control.rl.control import PhysicsError
+
+        before = self.physics.get_state()
         self.rules.before_step(action, self.physics)
-        self.physics.step(SUBSTEPS)
+        try:
+            self.physics.step(SUBSTEPS)
+        except PhysicsError as error:
+            self.physics.set_state(before)
+            raise UnstableSimulation(f"the {self.task} simulation diverged under the action {np.round(action, 3)}: "
+                                     f"{error}") from error
         return self.rules.get_reward(self.physics)
 
     def state(self) -> np.ndarray:
@@ -205,7 +219,13 @@ class AlohaEnv:
         if action.shape != (self.action_dim,) or not np.isfinite(action).all():
             raise ValueError(f"an ALOHA action must be 14 finite numbers (6 joint angles and a gripper opening per "
                              f"arm), got shape {action.shape}")
-        reward = self.scene.step(action)
+        try:
+            reward = self.scene.step(action)
+        except UnstableSimulation as error:
+            # Jumps an untrained policy commands can do this; the episode ends there, failed, not the evaluation.
+            warnings.warn(f"ALOHA episode of seed {self.seed} ends at step {self.steps + 1}: {error}", stacklevel=2)
+            self.steps += 1
+            return False, True
         self.steps += 1
         self.stage = max(self.stage, reward)
         success = reward == SUCCESS_REWARD
