@@ -65,12 +65,20 @@ def test_the_wilson_interval_covers_the_true_rate_about_95_percent_of_the_time()
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-def test_pooled_difference_is_in_points_with_a_wald_interval():
-    # 0.6 - 0.5 = +10 points; half-width 1.96 * sqrt(0.6*0.4/100 + 0.5*0.5/100) = 13.7 points
-    difference, low, high = pooled_difference((60, 100), (50, 100))
-    assert difference == pytest.approx(0.1) and high - difference == pytest.approx(0.1372, abs=1e-4)
-    assert points(pooled_difference((60, 100), (50, 100))) == "+10 (-4 to +24)"
-    assert points(pooled_difference((50, 100), (60, 100))) == "-10 (-24 to +4)"
+def test_pooled_difference_is_in_points_with_newcombes_interval():
+    # Newcombe (1998), Table II, method 10: 56/70 - 48/80 and 9/10 - 3/10
+    assert pooled_difference((56, 70), (48, 80)) == pytest.approx((0.2, 0.0524, 0.3339), abs=1e-4)
+    assert pooled_difference((9, 10), (3, 10)) == pytest.approx((0.6, 0.1705, 0.8090), abs=1e-4)
+    assert points(pooled_difference((60, 100), (50, 100))) == "+10 (-4 to +23)"
+    assert points(pooled_difference((50, 100), (60, 100))) == "-10 (-23 to +4)"
+    assert points(pooled_difference((0, 20), (0, 20))) == "+0 (-16 to +16)"  # Wald's would be 0 to 0
+
+
+def test_the_pooled_difference_covers_the_true_difference_about_95_percent_of_the_time():
+    rng = np.random.default_rng(2)
+    draws = zip(rng.binomial(30, 0.9, size=4000), rng.binomial(30, 0.7, size=4000), strict=True)
+    hits = [pooled_difference((int(a), 30), (int(b), 30)) for a, b in draws]
+    assert 0.93 < np.mean([low <= 0.2 <= high for _, low, high in hits]) < 0.98
 
 
 def test_video_loss_rows_compare_only_the_seeds_both_variants_ran():
@@ -289,6 +297,6 @@ def test_the_cross_embodiment_section_sets_each_robots_shared_policy_against_its
     # shared minus alone: pooled 10/20 against 14/20, per seed -10 and -30; ALOHA's error halved
     pooled = points(pooled_difference((10, 20), (14, 20)))
     assert rows[4] == f"| Meta-World | {pooled} | -10, -30 (mean -20 ± 127) | 1.50 |"
-    assert rows[5].startswith("| ALOHA | +0 (+0 to +0) | +0, +0") and rows[5].endswith("| 0.50 |")
+    assert rows[5].startswith("| ALOHA | +0 (-16 to +16) | +0, +0") and rows[5].endswith("| 0.50 |")
     assert section.startswith("<!-- cross-embodiment x:begin -->")
     assert section.endswith("<!-- cross-embodiment x:end -->")

@@ -283,8 +283,8 @@ def default_against_others(results: dict[str, list[dict]], default: str = "gwp")
         return []
     counts = pooled_successes(results[default])
     lines = ["", f"{default} against each other variant, all episodes pooled over tasks and training seeds: the "
-             "difference in success with a 95% interval (it treats episodes as independent, so it leaves out the "
-             "seed-to-seed spread of the table above).", "",
+             "difference in success with a 95% interval (Newcombe's; it treats episodes as independent, so it leaves "
+             "out the seed-to-seed spread of the table above).", "",
              f"| variant | successes | {default} minus variant (points) |", "|---|---|---|"]
     for variant, runs in results.items():
         if variant != default:

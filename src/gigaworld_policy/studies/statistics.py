@@ -1,4 +1,4 @@
-"""Intervals of success rates: Wilson per task, Student's t over training seeds, Wald for a pooled difference.
+"""Intervals of success rates: Wilson per task, Student's t over training seeds, Newcombe for a pooled difference.
 
 Rates are fractions in [0, 1]; a run's result counts episodes as `{"tasks": {task: {"successes", "episodes"}}}`.
 """
@@ -39,9 +39,14 @@ def pooled_successes(runs: list[dict]) -> tuple[int, int]:
 
 
 def pooled_difference(counts: tuple[int, int], other_counts: tuple[int, int]) -> tuple[float, float, float]:
-    """Success rate minus the other's, from (successes, episodes) pooled, with its 95% Wald interval:
-    (difference, low, high) as fractions. It treats every episode as independent (no seed-to-seed spread)."""
+    """Success rate minus the other's, from (successes, episodes) pooled, with its 95% interval: (difference, low,
+    high) as fractions. Newcombe's hybrid score interval (the two Wilson intervals combined), which stays sane where
+    Wald's collapses: at 0/20 against 0/20 it is -16 to +16 points, not 0 to 0. It treats every episode as
+    independent (no seed-to-seed spread)."""
     (wins, trials), (other_wins, other_trials) = counts, other_counts
     p, q = wins / trials, other_wins / other_trials
-    half = 1.96 * math.sqrt(p * (1 - p) / trials + q * (1 - q) / other_trials)
-    return p - q, p - q - half, p - q + half
+    p_low, p_high = wilson_interval(wins, trials)
+    q_low, q_high = wilson_interval(other_wins, other_trials)
+    difference = p - q
+    return (difference, difference - math.hypot(p - p_low, q_high - q),
+            difference + math.hypot(p_high - p, q - q_low))
