@@ -23,7 +23,7 @@ from .variants import EXPERT_PAIRS, PRETRAINED, PRIOR_PAIRS, VIDEO_LOSS_PAIRS, t
 
 SIMULATORS = {"metaworld": "Meta-World", "aloha": "ALOHA"}  # as the section titles name them
 # what the columns of every paired table (two variants that differ in one thing) hold
-PAIRED_COLUMNS = ("success difference with every episode pooled (95% interval as above), and per training seed "
+PAIRED_COLUMNS = ("success difference with every episode pooled (Newcombe's 95% interval), and per training seed "
                   "that both ran (their mean ± 95% t-interval over seeds, given two or more).")
 
 
