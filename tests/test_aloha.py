@@ -153,6 +153,7 @@ def test_evaluation_reports_the_stages_the_episodes_reached(still):
     assert list(row["stages"]) == ["touched", "lifted", "transfer attempted", "transferred"]
     assert row["stages"] == dict.fromkeys(row["stages"], 0.0 if still else 1.0)
     assert report["results"][0]["stage"] == (0 if still else 4) and row["success_rate"] == (0.0 if still else 1.0)
+    assert "diverged" not in row and "diverged" not in report["results"][0]  # said only where it happened
     assert ("touched 0%" if still else "transferred 100%") in report_markdown(report)
 
 
@@ -173,3 +174,27 @@ def test_a_motion_that_makes_the_physics_diverge_ends_that_episode_not_the_evalu
     for _ in range(10):
         assert env.step(env.hold_action(start)) == (False, False)
     env.close()
+
+
+class Jumps:
+    """A stand-in policy that commands joint jumps beyond the joints' ranges, as an untrained policy can."""
+
+    cameras, camera_sizes, state_dim = ["top"], [(24, 32)], 14
+    policy = SimpleNamespace(config=SimpleNamespace(future_stride=24))
+    limits = 2 * np.array([3.14, 1.8, 1.7, 3.14, 2.0, 3.14, 3.0] * 2)
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def predict(self, observation, **_):
+        return {"actions": np.where(self.rng.random((24, 14)) < 0.5, -1.0, 1.0) * self.limits}
+
+
+def test_evaluation_counts_the_episodes_the_simulation_diverged_in():
+    env = AlohaEnv("transfer-cube", AlohaSettings(image_size=(24, 32)), 400)
+    with pytest.warns(UserWarning, match="ALOHA episode of seed"):
+        report = closed_loop(Jumps(), lambda task: env, ["transfer-cube"], episodes=2, execute_steps=24,
+                             progress=False)
+    assert report["tasks"]["transfer-cube"]["diverged"] == 2 and report["tasks"]["transfer-cube"]["successes"] == 0
+    assert all(row["diverged"] and row["length"] < 400 for row in report["results"])
+    assert "diverged under the commanded motion: transfer-cube 2/2." in report_markdown(report)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .atomic import file_written_atomically, write_text_atomically
 from .data.composite import to_model_range, to_uint8
-from .envs.base import Env, EnvSettings, StagedEnv, episode_seed
+from .envs.base import DivergingEnv, Env, EnvSettings, StagedEnv, episode_seed
 from .execution import ENSEMBLE, executor
 from .model.policy import GigaWorldPolicy
 from .studies.statistics import wilson_interval
@@ -34,6 +34,7 @@ class EpisodeResult:
     latencies_ms: list[float] = field(default_factory=list)
     stage: int | None = None  # the highest stage reached, of an environment with stages (envs/base.StagedEnv)
     stage_names: tuple[str, ...] = ()  # that environment's stages of the task
+    diverged: bool = False  # the episode ended because the simulation diverged (envs/base.DivergingEnv)
 
 
 def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | None = None,
@@ -83,6 +84,8 @@ def rollout(predictor, env: Env, seed: int, execute_steps: int, camera: str | No
             frames.append(env.render(camera))
     if isinstance(env, StagedEnv):
         result.stage, result.stage_names = env.stage, env.stages
+    if isinstance(env, DivergingEnv):
+        result.diverged = env.diverged
     comparison = None
     if first_plan is not None:
         wanted = [first_plan["start"] + stride * (k + 1) for k in range(len(first_plan["predicted"]))]
@@ -167,6 +170,8 @@ def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
         if all(r.stage is not None for r in rows):  # the fraction of episodes that reached each stage
             per_task[task]["stages"] = {name: sum(r.stage > k for r in rows) / len(rows)
                                         for k, name in enumerate(rows[0].stage_names)}
+        if any(r.diverged for r in rows):
+            per_task[task]["diverged"] = sum(r.diverged for r in rows)
     latencies = [ms for r in results for ms in r.latencies_ms]
     rates = [v["success_rate"] for v in per_task.values()]
     return {
@@ -177,7 +182,7 @@ def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
         "latency_ms": {"p50": float(np.percentile(latencies, 50)) if latencies else None,
                        "p95": float(np.percentile(latencies, 95)) if latencies else None},
         "results": [{k: v for k, v in asdict(r).items() if k not in ("latencies_ms", "stage_names")
-                     and not (k == "stage" and v is None)} for r in results],
+                     and not (k == "stage" and v is None) and not (k == "diverged" and not v)} for r in results],
     }
 
 
@@ -193,6 +198,10 @@ def report_markdown(report: dict) -> str:
         lines.append("\nStages reached (fraction of episodes): " + "; ".join(
             f"{task}: " + ", ".join(f"{name} {100 * rate:.0f}%" for name, rate in stages.items())
             for task, stages in staged.items()) + ".")
+    diverged = {task: (row["diverged"], row["episodes"]) for task, row in report["tasks"].items() if "diverged" in row}
+    if diverged:
+        lines.append("\nEpisodes that ended, failed, when the simulation diverged under the commanded motion: "
+                     + "; ".join(f"{task} {count}/{episodes}" for task, (count, episodes) in diverged.items()) + ".")
     latency = report["latency_ms"]
     if latency["p50"] is not None:
         lines.append(f"\nPolicy latency per plan: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms "

@@ -180,6 +180,7 @@ class AlohaEnv:
             self.renderer.scene.flags[flag] = False
         self.steps = 0
         self.stage = 0  # the highest of the task's `stages` reached this episode (1-based; 0: none yet)
+        self.diverged = False  # whether this episode ended because the simulation diverged
         self.seed: int | None = None
 
     @property
@@ -206,6 +207,7 @@ class AlohaEnv:
         self.seed = seed
         self.scene.reset(object_poses(self.task, seed))
         self.steps = self.stage = 0
+        self.diverged = False
         return self.observe()
 
     @staticmethod
@@ -225,6 +227,7 @@ class AlohaEnv:
             # Jumps an untrained policy commands can do this; the episode ends there, failed, not the evaluation.
             warnings.warn(f"ALOHA episode of seed {self.seed} ends at step {self.steps + 1}: {error}", stacklevel=2)
             self.steps += 1
+            self.diverged = True
             return False, True
         self.steps += 1
         self.stage = max(self.stage, reward)

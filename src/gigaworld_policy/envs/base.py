@@ -71,6 +71,14 @@ class StagedEnv(Env, Protocol):
     stage: int  # the highest stage reached in this episode, 1-based (0: none yet)
 
 
+@runtime_checkable
+class DivergingEnv(Env, Protocol):
+    """An `Env` whose physics can diverge under a commanded motion (ALOHA's MuJoCo scene under joint jumps): the
+    episode then ends, failed, and evaluation counts such episodes apart from those that ran out of time."""
+
+    diverged: bool  # whether this episode ended because the simulation diverged
+
+
 class EnvSettings(Protocol):
     """One environment's settings: a frozen dataclass of its own (e.g. `MetaWorldSettings`) that checks its values
     when it is built. `gwp collect` records it in the dataset and `gwp eval` rebuilds the environment from it. Generic
