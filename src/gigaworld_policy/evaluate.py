@@ -170,8 +170,9 @@ def summarize(results: list[EpisodeResult], execute_steps: int) -> dict:
         if all(r.stage is not None for r in rows):  # the fraction of episodes that reached each stage
             per_task[task]["stages"] = {name: sum(r.stage > k for r in rows) / len(rows)
                                         for k, name in enumerate(rows[0].stage_names)}
-        if any(r.diverged for r in rows):
-            per_task[task]["diverged"] = sum(r.diverged for r in rows)
+        diverged = sum(r.diverged for r in rows)
+        if diverged:
+            per_task[task]["diverged"] = diverged
     latencies = [ms for r in results for ms in r.latencies_ms]
     rates = [v["success_rate"] for v in per_task.values()]
     return {

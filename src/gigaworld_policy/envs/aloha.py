@@ -221,15 +221,14 @@ class AlohaEnv:
         if action.shape != (self.action_dim,) or not np.isfinite(action).all():
             raise ValueError(f"an ALOHA action must be 14 finite numbers (6 joint angles and a gripper opening per "
                              f"arm), got shape {action.shape}")
+        self.steps += 1
         try:
             reward = self.scene.step(action)
         except UnstableSimulation as error:
             # Jumps an untrained policy commands can do this; the episode ends there, failed, not the evaluation.
-            warnings.warn(f"ALOHA episode of seed {self.seed} ends at step {self.steps + 1}: {error}", stacklevel=2)
-            self.steps += 1
+            warnings.warn(f"ALOHA episode of seed {self.seed} ends at step {self.steps}: {error}", stacklevel=2)
             self.diverged = True
             return False, True
-        self.steps += 1
         self.stage = max(self.stage, reward)
         success = reward == SUCCESS_REWARD
         return success, success or self.steps >= self.max_steps
