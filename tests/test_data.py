@@ -95,8 +95,10 @@ def test_data_loader_batches_train_the_policy(tmp_path):
     write_dataset(tmp_path / "ds")
     config = tiny_config()
     dataset = PolicyDataset(LeRobotDataset(tmp_path / "ds"), config)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
+    first = dataset[0]  # decoded here, before the workers fork: they inherit the open decoder and must not hang
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=False, num_workers=2, timeout=60)
     batch = next(iter(loader))
+    assert torch.equal(batch["image"][0], first["image"])
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].abs().max() <= 1
     policy = GigaWorldPolicy(config)
     table = {task: torch.randn(3, config.transformer.text_dim) for task in LeRobotDataset(tmp_path / "ds").tasks}

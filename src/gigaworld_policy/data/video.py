@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 CODEC = "libx264"
 PIX_FMT = "yuv420p"
@@ -101,11 +102,15 @@ def concatenate_videos(paths: list[Path], fps: float, output: Path) -> list[int]
 
 
 class VideoDecoder:
-    """Decodes frames at timestamps, keeping up to `max_open` containers open (one cache per process)."""
+    """Decodes frames at timestamps, keeping up to `max_open` containers open (one cache per process).
+
+    Frames become RGB through the decoder's own single-threaded scaler: PyAV's shared one (18.1.1 keeps one per
+    thread) runs worker threads that a forked process (a DataLoader worker) inherits without, and hangs in."""
 
     def __init__(self, max_open: int = 16):
         self.max_open = max_open
         self._open: OrderedDict[Path, av.container.InputContainer] = OrderedDict()
+        self._scaler = VideoReformatter()
 
     def _container(self, path: Path):
         if path in self._open:
@@ -143,7 +148,7 @@ class VideoDecoder:
                     if position >= target:
                         break
                 if position == target:
-                    found[target] = frame.to_ndarray(format="rgb24")
+                    found[target] = self._scaler.reformat(frame, format="rgb24", threads=1).to_ndarray()
         except av.error.FFmpegError as error:
             raise ValueError(f"corrupt video {path}: {error}") from error
         missing = sorted(set(wanted) - found.keys())
