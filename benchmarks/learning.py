@@ -91,6 +91,7 @@ from gigaworld_policy.studies.results import (
     PRETRAIN_SETUP_KEYS,
     RESULT,
     SETUP_KEYS,
+    action_loss_curve,
     final_checkpoint,
     lacks_heldout_scores,
     restore_results,
@@ -247,10 +248,15 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
         if changed:
             raise SystemExit(f"{result_file} was made with other settings ({', '.join(changed)}); "
                              f"use another --out or delete it")
+        completed = dict(stored)
         if lacks_heldout_scores(stored):
-            stored["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / HELDOUT_DEMOS)
-            write_text_atomically(result_file, json.dumps(stored, indent=2))
-        return stored
+            completed["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / HELDOUT_DEMOS)
+        curve = action_loss_curve(run)
+        if "action_loss" not in stored and curve:  # stored before results kept their curve
+            completed["action_loss"] = curve
+        if completed != stored:
+            write_text_atomically(result_file, json.dumps(completed, indent=2))
+        return completed
     started = time.monotonic()
     checkpoint, steps, resumed = train_variant(variant, args, out / "demos", out / "extra_demos", run, seed)
     train_minutes = (time.monotonic() - started) / 60
@@ -259,7 +265,8 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
     result = {"variant": variant, "seed": seed, "setup": setup, "steps": steps, "resumed": resumed,
               "train_minutes": train_minutes,
               "eval_minutes": (time.monotonic() - started) / 60 - train_minutes, **report,
-              "open_loop_heldout": open_loop_heldout(checkpoint, out / HELDOUT_DEMOS)}
+              "open_loop_heldout": open_loop_heldout(checkpoint, out / HELDOUT_DEMOS),
+              "action_loss": action_loss_curve(run)}
     write_text_atomically(result_file, json.dumps(result, indent=2))
     return result
 

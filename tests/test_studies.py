@@ -27,9 +27,11 @@ from gigaworld_policy.studies.report import (
 from gigaworld_policy.studies.results import (
     finished_runs,
     lacks_heldout_scores,
+    mean_training_curve,
     restore_results,
     run_folder,
     setup_differences,
+    training_curve,
 )
 from gigaworld_policy.studies.statistics import pooled_difference, seed_interval, wilson_interval
 from gigaworld_policy.studies.variants import PRIOR_PAIRS
@@ -260,6 +262,22 @@ def test_restoring_results_keeps_the_runs_already_stored_and_refuses_what_is_not
         raw.write_text(text)
         with pytest.raises(ValueError, match="is not a study's raw results"):
             restore_results(raw, out)
+
+
+def test_a_restored_result_keeps_its_training_curve_and_the_mean_curve_skips_seeds_without_one(tmp_path):
+    out = tmp_path / "out"
+    logged = run_folder(out, "gwp", 0)
+    logged.mkdir(parents=True)
+    rows = [{"step": 50, "train/loss_action": 1.0}, {"step": 100, "train/loss_action": 0.5},
+            {"step": 100, "train/loss_action": 0.25}]  # a resumed log repeats a step: the later row wins
+    (logged / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from_log = {"variant": "gwp", "seed": 0}
+    stored = {"variant": "gwp", "seed": 1, "action_loss": [[50, 3.0], [100, 1.75], [150, 1.0]]}
+    restored_without = {"variant": "gwp", "seed": 2}  # from before results kept their curve, no run folder
+    curves = [training_curve(result, out) for result in (from_log, stored, restored_without)]
+    assert curves == [[(50, 1.0), (100, 0.25)], [(50, 3.0), (100, 1.75), (150, 1.0)], []]
+    assert mean_training_curve(curves) == ([50, 100], [2.0, 1.0], 2)
+    assert mean_training_curve([[], []]) == ([], [], 0)
 
 
 def test_the_chunk_effect_section_is_the_one_in_results_md():

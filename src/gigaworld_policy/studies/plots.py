@@ -8,7 +8,7 @@ import numpy as np
 
 from ..atomic import file_written_atomically
 from ..extras import require
-from .results import action_loss_curve, run_folder
+from .results import mean_training_curve, training_curve
 from .statistics import seed_interval
 
 SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
@@ -17,7 +17,8 @@ SMOOTHING = 8  # logged losses (one per 50 steps) averaged in the loss plot
 def plot_learning(results: dict[str, list[dict]], out: Path, path: Path) -> None:
     """Write a PNG to `path`. Left: success per variant (bar = mean over seeds, whisker = 95% t-interval, dots =
     seeds). Right: training action loss against optimiser step (both stages of the pre-training variants), mean over
-    seeds, read from the run folders of the study in `out`. `results`: {variant: [run result, one per seed]}."""
+    the seeds whose curve is known (stored with the result, or in the run folders of the study in `out`).
+    `results`: {variant: [run result, one per seed]}."""
     matplotlib = require("matplotlib", "the learning study's plot")
     matplotlib.use("Agg")  # files only: no display on the machines that run studies
     plt = require("matplotlib.pyplot", "the learning study's plot")
@@ -28,14 +29,12 @@ def plot_learning(results: dict[str, list[dict]], out: Path, path: Path) -> None
         mean, half = seed_interval(rates)
         success.bar(x, mean, yerr=half, capsize=4, color=f"C{x}", alpha=0.6)
         success.scatter([x] * len(rates), rates, color="black", s=12, zorder=3)
-        curves = [action_loss_curve(run_folder(out, variant, r["seed"])) for r in runs]
-        length = min(len(c) for c in curves)
-        if length:
-            steps = [step for step, _ in curves[0][:length]]
-            mean_curve = np.mean([[value for _, value in c[:length]] for c in curves], axis=0)
-            window = min(SMOOTHING, length)
+        steps, mean_curve, logged = mean_training_curve([training_curve(r, out) for r in runs])
+        if logged:
+            window = min(SMOOTHING, len(steps))
             smooth = np.convolve(mean_curve, np.ones(window) / window, mode="valid")
-            loss.plot(steps[window - 1:], smooth, color=f"C{x}", label=variant)
+            label = variant if logged == len(runs) else f"{variant} ({logged} of {len(runs)} seeds)"
+            loss.plot(steps[window - 1:], smooth, color=f"C{x}", label=label)
     success.set_xticks(range(len(results)), list(results), rotation=20, ha="right")
     success.set_ylabel("success on held-out seeds (%)")
     success.set_ylim(0, 100)

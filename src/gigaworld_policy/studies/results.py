@@ -9,7 +9,8 @@
 
 A result is a dict: "variant", "seed", "setup" (what it depends on, below), "steps", "resumed", "train_minutes",
 "eval_minutes", the closed-loop report of `evaluate.closed_loop` ("tasks", "average_success_rate", "latency_ms",
-...) and "open_loop_heldout" (`evaluate.open_loop_dataset` on the held-out demonstrations). Results stored by
+...), "open_loop_heldout" (`evaluate.open_loop_dataset` on the held-out demonstrations) and "action_loss" (the
+training curve, [[step, loss], ...], so that a result restored without its run folder keeps it). Results stored by
 older code lack some of this; the functions here say what they lacked and with which value they were made.
 """
 
@@ -133,3 +134,21 @@ def action_loss_curve(run: Path) -> list[tuple[int, float]]:
     # logs of runs resumed before the trainer trimmed them on resume repeat some steps: the later rows win
     losses = {row["step"]: row["train/loss_action"] for row in rows if "train/loss_action" in row}
     return [(offset + step, loss) for step, loss in sorted(losses.items())]
+
+
+def training_curve(result: dict, out: Path) -> list[tuple[int, float]]:
+    """A run's training action loss: stored with its result, else read from its metrics log under `out`; [] for a
+    result stored before the curve was and restored without its run folder."""
+    if "action_loss" in result:
+        return [(int(step), float(loss)) for step, loss in result["action_loss"]]
+    return action_loss_curve(run_folder(out, result["variant"], int(result["seed"])))
+
+
+def mean_training_curve(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[float], int]:
+    """(steps, mean loss, seeds averaged) over the curves that are not empty, up to the shortest of them."""
+    logged = [curve for curve in curves if curve]
+    if not logged:
+        return [], [], 0
+    length = min(len(curve) for curve in logged)
+    steps = [step for step, _ in logged[0][:length]]
+    return steps, [sum(curve[i][1] for curve in logged) / len(logged) for i in range(length)], len(logged)
