@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "src" / "gigaworld_policy"
 
@@ -28,3 +30,10 @@ def test_readme_layout_names_no_module_that_is_gone():
     named = re.findall(r"\b((?:\w+/)*\w+\.py)\b", layout_block())
     gone = [module for module in named if not (PACKAGE / module).exists()]
     assert not gone, f"README's layout names modules that do not exist: {gone}"
+
+
+def test_readme_names_every_extra_a_user_installs():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    unnamed = [extra for extra in extras if extra not in ("test", "all") and f"`{extra}` (" not in readme]
+    assert not unnamed, f"README's install paragraph does not say what the extras {unnamed} are for"
