@@ -136,7 +136,7 @@ def main() -> None:
     command = "python benchmarks/chunk_effect.py " + " ".join(sys.argv[1:])
     write_section(Path(args.docs) / "RESULTS.md", "chunk-effect", name,
                   chunk_effect_section(name, rows, command, settings_to_dict(recording.settings), offsets))
-    print(f"wrote the section chunk-effect-{name} of {Path(args.docs) / 'RESULTS.md'}")
+    print(f"wrote the section 'chunk-effect {name}' of {Path(args.docs) / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":

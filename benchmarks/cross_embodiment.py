@@ -2,7 +2,7 @@
 together against the two single-robot policies, at equal total budget.
 
 Runs, per training seed (OUT/runs/<run>-seed<k>/result.json):
-    metaworld   --steps N on the Meta-World demonstrations (Sawyer: 4-d actions, three 64x64 views)
+    metaworld   --steps N on the Meta-World demonstrations (Sawyer: 4-d actions, three 96x96 views)
     aloha       --steps N on the ALOHA demonstrations (14-d joint positions, one 96x128 top view, 50 Hz)
     shared      2N steps on both, each robot drawn half of the time (the two single policies' budget together):
                 one embodiment per robot (its own state/action projectors, processor and composite) around one
@@ -122,6 +122,12 @@ def run_all(pairs: list[tuple[str, int]], args, out: Path) -> None:
     run_in_processes(run_once, sorted(pairs, key=lambda pair: pair[0] != "shared"), args, out, announce)
 
 
+def views(settings: EnvSettings) -> str:
+    """E.g. "the views corner, corner2, gripperPOV at 96x96"."""
+    height, width = settings.image_size
+    return f"the view{'s' if len(settings.cameras) > 1 else ''} {', '.join(settings.cameras)} at {height}x{width}"
+
+
 def about(args) -> str:
     """The study's setup in words, for its section."""
     goal = ", the goal's xyz in the Meta-World state (not image-only)" if args.observe_goal else ""
@@ -129,8 +135,9 @@ def about(args) -> str:
                else ", 14-d joint-position state")
     execution = execution_words(args.execution, args.execute_steps)
     return (f"Meta-World {', '.join(args.metaworld_tasks)} ({args.metaworld_episodes} expert demonstrations per "
-            f"task, three 64x64 views{goal}) and ALOHA {', '.join(args.aloha_tasks)} ({args.aloha_episodes} scripted "
-            f"demonstrations per task, one 96x128 top view{objects}; 14-d joint-position actions). "
+            f"task, {views(robot_settings('metaworld', args))}{goal}) and ALOHA {', '.join(args.aloha_tasks)} "
+            f"({args.aloha_episodes} scripted demonstrations per task, {views(robot_settings('aloha', args))}"
+            f"{objects}; 14-d joint-position actions). "
             f"`{args.variant}` on the `{args.preset}` preset, batch {args.batch_size}, learning rate {args.lr:g}: "
             f"each single-robot policy {args.steps} optimiser steps, the shared one {2 * args.steps} with each robot "
             f"drawn half of the time. Closed loop: {args.eval_episodes} held-out episodes per task (seeds from 1000), "

@@ -28,7 +28,7 @@ MT3 and the five few-shot tasks the prior never saw (Meta-World's ML45 test task
     python benchmarks/learning.py --tasks bin-picking-v3,box-close-v3,door-lock-v3,door-unlock-v3,hand-insert-v3 \
         --episodes 5 --observe-goal --prior priors/metaworld-small \
         --variants prior_cnn,gwp_cnn,prior_baseline,baseline --steps 2000 --seeds 3 --eval-episodes 10 \
-        --name few-shot-prior
+        --name few-shot-prior-2000steps --jobs 2
 
 `--extra-episodes` sets how many action-free demonstrations per task the pre-training variants see (default: as
 many as `--episodes`), e.g. few labelled demonstrations and many more unlabelled ones. `--video-loss-weight W` sets

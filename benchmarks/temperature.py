@@ -6,7 +6,7 @@ too. A temperature below 1 starts the Euler integration from smaller noise; 0 de
 For every finished run of a learning study (benchmarks/learning.py: OUT/runs/<variant>-seed<k>/result.json), this
 evaluates the run's final checkpoint closed-loop again at each temperature, on the study's held-out seeds (the run's
 result says which) in the environment its demonstrations recorded, and its open-loop action error on the study's
-held-out demonstrations, and writes the section temperature-<name> of docs/RESULTS.md: success per variant and
+held-out demonstrations, and writes the section "temperature <name>" of docs/RESULTS.md: success per variant and
 temperature (mean over training seeds, and per task pooled over them), each temperature against 1 with all episodes
 pooled, the held-out action error, and at each temperature the variants with the video loss against those without.
 Temperature 1 is evaluated again as well: both evaluations are seeded, so they must reproduce the study's own
@@ -97,7 +97,7 @@ def main() -> None:
     results = {variant: [result for _, result in found] for variant, found in runs.items()}
     write_section(Path(args.docs) / "RESULTS.md", "temperature", name,
                   temperature_section(name, evaluations, results, args.temperatures, command))
-    print(f"wrote the section temperature-{name} of {Path(args.docs) / 'RESULTS.md'}")
+    print(f"wrote the section 'temperature {name}' of {Path(args.docs) / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":
