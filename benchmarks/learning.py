@@ -251,8 +251,7 @@ def run_once(variant: str, seed: int, args, out: Path) -> dict:
         completed = dict(stored)
         if lacks_heldout_scores(stored):
             completed["open_loop_heldout"] = open_loop_heldout(final_checkpoint(run, variant), out / HELDOUT_DEMOS)
-        curve = action_loss_curve(run)
-        if "action_loss" not in stored and curve:  # stored before results kept their curve
+        if "action_loss" not in stored and (curve := action_loss_curve(run)):  # stored before results kept it
             completed["action_loss"] = curve
         if completed != stored:
             write_text_atomically(result_file, json.dumps(completed, indent=2))
