@@ -3,6 +3,7 @@
 import logging
 import re
 import threading
+import time
 import urllib.request
 from collections import OrderedDict
 
@@ -333,3 +334,53 @@ def test_an_action_prefix_in_robot_units_starts_the_served_chunk(checkpoint, tmp
                 client.infer(request(action_prefix=np.zeros((3, 4), np.float32)))
             with pytest.raises(RuntimeError, match="action_prefix must be finite"):
                 client.infer(request(action_prefix=np.full((1, 4), np.nan, np.float32)))
+
+
+@pytest.fixture
+def scripted_server():
+    """A websocket server that sends metadata, then answers each request with the next of `replies` (a frame, or
+    ("late", frame): sent after 1 s)."""
+    from websockets.sync.server import serve
+
+    replies = []
+
+    def handler(connection):
+        connection.send(msgpack_numpy.packb({"action_horizon": 2}))
+        for _ in connection:
+            reply = replies.pop(0)
+            if isinstance(reply, tuple):
+                time.sleep(1.0)
+                reply = reply[1]
+            connection.send(reply)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server.socket.getsockname()[1], replies
+        server.shutdown()
+
+
+def test_the_client_says_what_an_openpi_text_frame_or_a_reply_without_actions_said(scripted_server):
+    port, replies = scripted_server
+    replies += ["Traceback: KeyError 'observation/image'", msgpack_numpy.packb({"server_timing": {}}),
+                msgpack_numpy.packb([1, 2]), msgpack_numpy.packb({"actions": np.zeros(3, np.float32)})]
+    with PolicyClient("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(RuntimeError, match="policy server: Traceback: KeyError 'observation/image'"):
+            client.infer({"task": "x"})
+        with pytest.raises(RuntimeError, match=r"a reply with 'actions' \(H, A\), got keys \['server_timing'\]"):
+            client.infer({"task": "x"})
+        with pytest.raises(RuntimeError, match="expected a msgpack map, got a list"):
+            client.infer({"task": "x"})
+        with pytest.raises(RuntimeError, match=r"and actions of shape \(3,\)"):
+            client.infer({"task": "x"})
+
+
+def test_a_timed_out_request_closes_the_client_so_its_late_reply_answers_nothing(scripted_server):
+    port, replies = scripted_server
+    late = msgpack_numpy.packb({"actions": np.ones((2, 1), np.float32)})
+    replies += [("late", late), msgpack_numpy.packb({"actions": np.zeros((2, 1), np.float32)})]
+    with PolicyClient("127.0.0.1", port, timeout=0.3) as client:
+        with pytest.raises(TimeoutError, match="did not reply within 0.3 s, so the connection was closed"):
+            client.infer({"task": "x"})
+        with pytest.raises(RuntimeError, match="make a new PolicyClient"):
+            client.infer({"task": "x"})
