@@ -7,7 +7,7 @@ from helpers import write_robot
 
 from gigaworld_policy.envs.base import Observation
 from gigaworld_policy.inference import Predictor
-from gigaworld_policy.serving.robotwin import CAMERAS, eval, get_model, reset_model
+from gigaworld_policy.serving.robotwin import CAMERAS, camera_map, eval, get_model, reset_model
 from gigaworld_policy.serving.server import PolicyServer, serve_in_background
 from gigaworld_policy.train import TrainConfig, train
 
@@ -97,6 +97,9 @@ def test_bad_arguments_and_observations_are_a_sentence(checkpoint):
     with pytest.raises(ValueError, match=r"map RoboTwin's \['head_camera', 'left_camera', 'right_camera'\] onto "
                                          r"\['head_camera'\]"):
         get_model({"checkpoint": checkpoint, "cameras": {"head_camera": "front_camera"}})
+    for key, value, expected in (("temperature", "1e-1", "int or float"), ("execute_steps", True, "int")):
+        with pytest.raises(ValueError, match=f"usr_args\\['{key}'\\] must be of type {expected}, got {value!r}"):
+            get_model({"checkpoint": checkpoint, key: value})
     model = get_model({"checkpoint": checkpoint})
     env = StandInTaskEnv()
     observation = env.get_obs()
@@ -108,3 +111,14 @@ def test_bad_arguments_and_observations_are_a_sentence(checkpoint):
     with pytest.raises(ValueError, match=r"joint_action'\]\['vector'\] must be 14 finite numbers"):
         eval(env, model, observation)
     assert env.taken == []
+
+
+def test_a_camera_mapped_onto_a_robotwin_name_replaces_that_camera_and_two_onto_one_are_refused():
+    # a policy that reads one camera named like RoboTwin's left one, fed from RoboTwin's head camera
+    assert camera_map({"head_camera": "left_camera"}, ["left_camera"]) == {"head_camera": "left_camera"}
+    swapped = camera_map({"head_camera": "left_camera", "left_camera": "head_camera"}, list(CAMERAS))
+    assert swapped == {"head_camera": "left_camera", "left_camera": "head_camera", "right_camera": "right_camera"}
+    assert camera_map({}, ["right_camera"]) == {"right_camera": "right_camera"}
+    for asked in ({"head_camera": "top", "right_camera": "top"}, {"front_camera": "top"}):
+        with pytest.raises(ValueError, match="each onto another policy camera"):
+            camera_map(asked, ["top"])

@@ -45,10 +45,11 @@ class RoboTwinModel:
         self.chunks = 0
 
 
-def _argument(usr_args: dict, key: str, kind: type, default: Any = None) -> Any:
+def _argument(usr_args: dict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
     value = usr_args.get(key, default)
-    if value is not None and not isinstance(value, kind):
-        raise ValueError(f"usr_args[{key!r}] must be a {kind.__name__}, got {value!r}")
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ValueError(f"usr_args[{key!r}] must be of type {names}, got {value!r}")
     return value
 
 
@@ -84,17 +85,30 @@ def get_model(usr_args: dict) -> RoboTwinModel:
 
         def chunk(observation: Observation) -> np.ndarray:
             return client.infer(_request(observation))["actions"]
-    # RoboTwin's cameras keep their names unless usr_args maps them; the policy reads the ones it was trained on
-    mapping = {camera: camera for camera in CAMERAS} | asked
-    cameras = {robotwin: camera for robotwin, camera in mapping.items() if camera in policy_cameras}
-    missing = [camera for camera in policy_cameras if camera not in cameras.values()]
-    if missing:
-        raise ValueError(f"the policy reads cameras {list(policy_cameras)}; map RoboTwin's {list(CAMERAS)} onto "
-                         f"{missing} with usr_args['cameras'], e.g. {{'head_camera': {missing[0]!r}}}")
+    cameras = camera_map(asked, list(policy_cameras))
     execute_steps = _argument(usr_args, "execute_steps", int, max(1, chunk_size // 2))
     if not 1 <= execute_steps <= chunk_size:
         raise ValueError(f"usr_args['execute_steps'] must lie in 1..{chunk_size} (the chunk), got {execute_steps}")
     return RoboTwinModel(chunk, cameras, execute_steps, state_dim)
+
+
+def camera_map(asked: dict[str, str], policy_cameras: list[str]) -> dict[str, str]:
+    """{RoboTwin camera: the policy camera it feeds}. RoboTwin's cameras keep their names unless `asked` maps them
+    (a name that `asked` maps another camera onto is that camera's, not its namesake's); the policy reads the ones it
+    was trained on, each from one RoboTwin camera."""
+    unknown = sorted(set(asked) - set(CAMERAS))
+    targets = list(asked.values())
+    doubled = sorted({camera for camera in targets if targets.count(camera) > 1})
+    if unknown or doubled:
+        raise ValueError(f"usr_args['cameras'] maps RoboTwin's cameras {list(CAMERAS)}, each onto another policy "
+                         f"camera; got {asked}")
+    mapping = {camera: camera for camera in CAMERAS if camera not in targets} | asked
+    cameras = {robotwin: camera for robotwin, camera in mapping.items() if camera in policy_cameras}
+    missing = [camera for camera in policy_cameras if camera not in cameras.values()]
+    if missing:
+        raise ValueError(f"the policy reads cameras {policy_cameras}; map RoboTwin's {list(CAMERAS)} onto "
+                         f"{missing} with usr_args['cameras'], e.g. {{'head_camera': {missing[0]!r}}}")
+    return cameras
 
 
 def _request(observation: Observation) -> dict:
