@@ -317,6 +317,8 @@ def test_a_policy_without_real_time_chunking_refuses_an_action_prefix(server):
         assert client.metadata["action_prefix"] == {"supported": False, "max_steps": 0}
         with pytest.raises(RuntimeError, match="does not take an 'action_prefix'"):
             client.infer(request(action_prefix=np.zeros((2, 4), np.float32)))
+        # a prefix of no steps (nothing runs while the request is served) is no prefix
+        assert client.infer(request(action_prefix=np.zeros((0, 4), np.float32)))["actions"].shape == (8, 4)
 
 
 def test_an_action_prefix_in_robot_units_starts_the_served_chunk(checkpoint, tmp_path):

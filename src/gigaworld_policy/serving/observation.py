@@ -109,8 +109,11 @@ def _state(value: Any) -> np.ndarray:
 
 def action_prefix(request: dict, action_dim: int, max_steps: int) -> np.ndarray | None:
     """The request's "action_prefix": (d, action_dim) actions in robot units that the robot executes while this
-    request is served (real-time chunking), d <= max_steps; None when the request has none."""
+    request is served (real-time chunking), d <= max_steps; None when the request has none, or one of no steps."""
     if "action_prefix" not in request:
+        return None
+    given = request["action_prefix"]
+    if isinstance(given, np.ndarray) and given.ndim == 2 and given.shape[0] == 0:  # nothing runs meanwhile
         return None
     if max_steps == 0:
         raise ValueError("this policy does not take an 'action_prefix' (it was trained without action_prefix_prob)")
