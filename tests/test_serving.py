@@ -86,6 +86,10 @@ def test_bad_requests_get_error_replies_and_the_connection_keeps_working(server)
             client.infer(request(**{"observation.images.top": np.zeros((5, 5), np.uint8)}))
         with pytest.raises(RuntimeError, match=r"state has shape \(7,\), the policy expects \(4,\)"):
             client.infer(request(**{"observation.state": np.zeros(7, np.float32)}))
+        huge = np.full(4, np.finfo(np.float32).max, np.float32)  # finite, but not once normalised
+        with pytest.raises(RuntimeError, match=r"actions for this observation are not finite \(its state, normalised, "
+                                               r"reaches \|x\| = 2\.\d+e\+38"):
+            client.infer(request(**{"observation.state": huge}))
         without_task = request()
         del without_task["task"]
         with pytest.raises(RuntimeError, match="missing the instruction: send 'task'"):

@@ -41,6 +41,11 @@ def load_checkpoint(directory: str | os.PathLike, ema: bool = True, device: str 
     return policy
 
 
+class ObservationOutOfRange(ValueError):
+    """An observation that passed the checks but whose actions come out non-finite (e.g. a state far outside the
+    training data's range overflows the network): nothing is returned for the robot to execute."""
+
+
 class Predictor:
     def __init__(self, policy: GigaWorldPolicy, embodiment: str | None = None, num_steps: int | None = None,
                  temperature: float = 1.0):
@@ -127,6 +132,12 @@ class Predictor:
         normalized = self.policy.sample_actions(batch, self.num_steps, generator=generator,
                                                 temperature=self.temperature, action_prefix=prefix)
         actions = self.processor.unnormalize_actions(normalized.cpu(), raw_state)[0]
+        if not torch.isfinite(actions).all():
+            state = batch.get("state")
+            reach = "" if state is None else (f" (its state, normalised, reaches |x| = {state.abs().max().item():.3g};"
+                                              " the training data's lie within about 1)")
+            raise ObservationOutOfRange(f"the policy's actions for this observation are not finite{reach}: check it "
+                                        "is in the robot units the policy was trained on")
         result = {"actions": actions.numpy().astype(np.float32)}
         if with_video:
             frames = self.policy.sample_video(batch, normalized, self.num_steps, generator=generator)[0].cpu()

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.lerobot import IMAGE_PREFIX
 from ..extras import require
-from ..inference import Predictor
+from ..inference import ObservationOutOfRange, Predictor
 from . import msgpack_numpy
 from .observation import (
     MAX_INSTRUCTION_CHARS,
@@ -103,6 +103,9 @@ class PolicyServer:
                 return {"error": str(error)}
             async with self._lock:
                 reply = await asyncio.to_thread(self._infer, batch, with_video, prefix)
+        except ObservationOutOfRange as error:  # the observation's fault, found only by running the policy
+            log.warning("refused a request: %s", error)
+            return {"error": str(error)}
         except Exception:  # a bug of ours (past the checks, a ValueError too): keep serving, keep the traceback here
             log.exception("request failed")
             return {"error": "internal error of the policy server (see its log): the request was not served"}
