@@ -5,6 +5,7 @@ import json
 import warnings
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -148,7 +149,37 @@ BROKEN_METADATA = {
              r"lerobot-v21 SRC DST`"),
     "corrupt parquet body": (lambda root: corrupt_middle(next((root / "data").rglob("*.parquet"))),
                              r"corrupt parquet file .*file-000.parquet"),
+    # episodes of 12 and 10 frames: the second starts at row 12
+    "episode start off by one": (lambda root: edit_parquet(episodes_file(root), "dataset_from_index", 1, 11),
+                                 r"meta/episodes puts episode 1 at rows \[11, 21\), but the data files hold it at "
+                                 r"rows 12\.\.21"),
+    "a row given to another episode": (lambda root: edit_parquet(data_file(root), "episode_index", 21, 7),
+                                       r"episode 1 has length 10 in meta/episodes but 9 rows"),
+    "rows of an unlisted episode": (lambda root: (edit_parquet(data_file(root), "episode_index", 21, 7),
+                                                  edit_parquet(episodes_file(root), "length", 1, 9)),
+                                    r"the data files hold episodes \[7\] that meta/episodes does not list"),
+    "NaN action": (lambda root: edit_parquet(data_file(root), "action", 15, [0.0, float("nan"), 0.0, 0.0]),
+                   r"feature 'action' has NaN or infinite values, first at frame 15 \(episode 1\)"),
+    "infinite state": (lambda root: edit_parquet(data_file(root), "observation.state", 3, [float("inf")] * 4),
+                       r"feature 'observation.state' has NaN or infinite values, first at frame 3 \(episode 0\)"),
 }
+
+
+def edit_parquet(path, column: str, row: int, value) -> None:
+    """Set one cell of a parquet file (the writer refuses such values, so they are put in afterwards)."""
+    table = pq.read_table(path)
+    values = table[column].to_pylist()
+    values[row] = value
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, table.schema.field(index), pa.array(values, table[column].type)), path)
+
+
+def episodes_file(root):
+    return next((root / "meta" / "episodes").rglob("*.parquet"))
+
+
+def data_file(root):
+    return next((root / "data").rglob("*.parquet"))
 
 
 def corrupt_middle(path) -> None:

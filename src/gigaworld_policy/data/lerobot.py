@@ -43,6 +43,7 @@ INDEX_FEATURES = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 IMAGE_PREFIX = "observation.images."
+STATE, ACTION = "observation.state", "action"  # the features a policy reads besides its cameras
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # an encoded image, as LeRobot stores it
 
 
@@ -422,11 +423,32 @@ class LeRobotDataset:
                 self._images[key] = self._image_bytes(key, column)
             else:
                 self.columns[key] = column_values(column, spec["dtype"])
+        for key in (STATE, ACTION):  # what a policy reads: a NaN would surface hours later, naming no frame
+            values = self.columns.get(key)
+            if values is not None and values.dtype.kind == "f" and not np.isfinite(values).all():
+                frame = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0])
+                episode = int(self.columns["episode_index"][frame])
+                raise ValueError(f"{self.root}: feature {key!r} has NaN or infinite values, first at frame {frame} "
+                                 f"(episode {episode}); a policy cannot learn from them")
+        self._check_episode_rows()
+
+    def _check_episode_rows(self) -> None:
+        """Each episode of meta/episodes is exactly the data rows [start, start + length): chunks and future frames
+        are read by row from there, so a start that is off would silently mix in a neighbour episode."""
+        episode_index = self.columns["episode_index"]
         for episode in self.episodes:
-            got = int((self.columns["episode_index"] == episode.index).sum())
-            if got != episode.length:
+            rows = np.flatnonzero(episode_index == episode.index)
+            if len(rows) != episode.length:
                 raise ValueError(f"{self.root}: episode {episode.index} has length {episode.length} in meta/episodes "
-                                 f"but {got} rows in the data files")
+                                 f"but {len(rows)} rows in the data files")
+            if rows[0] != episode.start or rows[-1] != episode.start + episode.length - 1:
+                raise ValueError(f"{self.root}: meta/episodes puts episode {episode.index} at rows [{episode.start}, "
+                                 f"{episode.start + episode.length}), but the data files hold it at rows "
+                                 f"{rows[0]}..{rows[-1]}")
+        unknown = sorted(set(np.unique(episode_index).tolist()) - set(self._episode_start))
+        if unknown:
+            raise ValueError(f"{self.root}: the data files hold episodes {unknown[:5]} that meta/episodes does not "
+                             "list")
 
     def _image_bytes(self, key: str, column: pa.Array) -> pa.Array:
         """The encoded images of an image feature: LeRobot stores them as {bytes, path} structs."""

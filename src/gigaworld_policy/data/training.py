@@ -23,12 +23,10 @@ from torch.utils.data import Dataset
 
 from ..config import PolicyConfig
 from .composite import default_layout
-from .lerobot import IMAGE_PREFIX, LeRobotDataset
+from .lerobot import ACTION, IMAGE_PREFIX, STATE, LeRobotDataset
 from .normalize import Normalizer, to_delta
 from .processor import RobotProcessor
 from .stats import feature_stats
-
-STATE, ACTION = "observation.state", "action"
 
 
 @dataclass
