@@ -158,6 +158,10 @@ BROKEN_METADATA = {
     "rows of an unlisted episode": (lambda root: (edit_parquet(data_file(root), "episode_index", 21, 7),
                                                   edit_parquet(episodes_file(root), "length", 1, 9)),
                                     r"the data files hold episodes \[7\] that meta/episodes does not list"),
+    "video segment shorter than its episode": (
+        lambda root: edit_parquet(episodes_file(root), "videos/observation.images.top/to_timestamp", 0, 1.0),
+        r"gives episode 0's 'observation.images.top' video 1.000 s of file-000.mp4, shorter than its 12 frames at 10 "
+        r"fps"),
     "NaN action": (lambda root: edit_parquet(data_file(root), "action", 15, [0.0, float("nan"), 0.0, 0.0]),
                    r"feature 'action' has NaN or infinite values, first at frame 15 \(episode 1\)"),
     "infinite state": (lambda root: edit_parquet(data_file(root), "observation.state", 3, [float("inf")] * 4),

@@ -358,11 +358,19 @@ class LeRobotDataset:
         missing = [c for c in columns if c not in self.episodes_table.column_names]
         if missing:
             raise ValueError(f"{self.root}: meta/episodes has no columns {missing} for video feature {key!r}")
-        for row in self.episodes_table.select(["episode_index", *columns]).to_pylist():
+        end = f"videos/{key}/to_timestamp"  # optional here; where given, the segment must hold the whole episode
+        ends = end in self.episodes_table.column_names
+        lengths = {e.index: e.length for e in self.episodes}
+        for row in self.episodes_table.select(["episode_index", *columns, *([end] if ends else [])]).to_pylist():
             path = self.root / self.info["video_path"].format(
                 video_key=key, chunk_index=row[columns[0]], file_index=row[columns[1]]
             )
-            segments[int(row["episode_index"])] = (path, float(row[columns[2]]))
+            episode, start = int(row["episode_index"]), float(row[columns[2]])
+            if ends and (float(row[end]) - start) * self.fps < lengths[episode] - 0.5:
+                raise ValueError(f"{self.root}: meta/episodes gives episode {episode}'s {key!r} video "
+                                 f"{float(row[end]) - start:.3f} s of {path.name}, shorter than its {lengths[episode]} "
+                                 f"frames at {self.fps:g} fps (the rest would come from the next episode)")
+            segments[episode] = (path, start)
         for path in sorted({path for path, _ in segments.values()}):
             self._check_video(key, path)
         return segments
