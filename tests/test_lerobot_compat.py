@@ -75,6 +75,19 @@ def test_quantiles_aggregated_by_lerobot_do_not_blow_up_the_actions(tmp_path):
     assert torch.isfinite(loss) and loss < 100
 
 
+def test_statistics_of_another_size_or_not_finite_are_named(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root)
+    stats_path = root / "meta" / "stats.json"
+    clean = json.loads(stats_path.read_text())
+    for key, name, value, shape in (("action", "q01", [0.0], r"\(1,\)"), ("observation.state", "q99", [None] * 4,
+                                                                            r"\(4,\)")):
+        stats_path.write_text(json.dumps({**clean, key: {**clean[key], name: value}}))
+        with pytest.raises(ValueError, match=rf"stats.json's \['{name}'\] of '{key}' must be finite and of the "
+                                             rf"feature's shape \(4,\), got shapes \[{shape}\]"):
+            PolicyDataset(LeRobotDataset(root), tiny_config())
+
+
 def test_statistics_without_quantiles_are_computed_from_the_data(tmp_path):
     root = tmp_path / "ds"
     write_dataset(root)

@@ -132,6 +132,12 @@ class PolicyDataset(Dataset):
         stored = self.dataset.stats.get(key, {})
         wanted = {"min", "max", *(("q01", "q99") if self.data.normalization == "quantile" else ("mean", "std"))}
         if wanted <= stored.keys():
+            size = self.dataset.columns[key].shape[1:]  # the feature's: stats copied from another robot differ
+            wrong = {name: np.shape(stored[name]) for name in sorted(wanted)
+                     if np.shape(stored[name]) != size or not np.isfinite(stored[name]).all()}
+            if wrong:
+                raise ValueError(f"{self.dataset.root}: meta/stats.json's {sorted(wrong)} of {key!r} must be finite "
+                                 f"and of the feature's shape {size}, got shapes {list(wrong.values())}")
             return stored
         warnings.warn(f"{self.dataset.root}: meta/stats.json has no {sorted(wanted - stored.keys())} for {key!r}; "
                       f"computed from the data instead", stacklevel=4)
