@@ -175,6 +175,10 @@ BROKEN_METADATA = {
         lambda root: edit_parquet(episodes_file(root), "videos/observation.images.top/to_timestamp", 0, 1.0),
         r"gives episode 0's 'observation.images.top' video 1.000 s of file-000.mp4, shorter than its 12 frames at 10 "
         r"fps"),
+    "task indices with a gap": (lambda root: edit_parquet(root / "meta" / "tasks.parquet", "task_index", 0, 5),
+                                r"meta/tasks.parquet's task_index must run 0\.\.\d+, got \["),
+    "a frame of an unknown task": (lambda root: edit_parquet(data_file(root), "task_index", 3, 9),
+                                   r"the data files name task_index 9, but meta/tasks.parquet has \d+ tasks"),
     "NaN action": (lambda root: edit_parquet(data_file(root), "action", 15, [0.0, float("nan"), 0.0, 0.0]),
                    r"feature 'action' has NaN or infinite values, first at frame 15 \(episode 1\)"),
     "infinite state": (lambda root: edit_parquet(data_file(root), "observation.state", 3, [float("inf")] * 4),

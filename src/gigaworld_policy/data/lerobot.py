@@ -333,7 +333,11 @@ class LeRobotDataset:
         ]
         self._episode_start = {e.index: e.start for e in self.episodes}
         tasks = self._read_parquets([self.root / "meta" / "tasks.parquet"], "meta/tasks").to_pandas()
-        self.tasks = [str(t) for t in tasks.sort_values("task_index").index]
+        tasks = tasks.sort_values("task_index")
+        if tasks["task_index"].tolist() != list(range(len(tasks))):  # frames name their task by this number
+            raise ValueError(f"{self.root}: meta/tasks.parquet's task_index must run 0..{len(tasks) - 1}, got "
+                             f"{tasks['task_index'].tolist()[:10]}")
+        self.tasks = [str(t) for t in tasks.index]
         self.stats = read_stats(self.root)
         self._load_data()
         self._video_segments = {key: self._segments(key) for key in self.video_keys}
@@ -439,6 +443,10 @@ class LeRobotDataset:
                 raise ValueError(f"{self.root}: feature {key!r} has NaN or infinite values, first at frame {frame} "
                                  f"(episode {episode}); a policy cannot learn from them")
         self._check_episode_rows()
+        used = self.columns.get("task_index", np.zeros(0, np.int64))
+        if len(used) and not 0 <= used.min() <= used.max() < len(self.tasks):
+            raise ValueError(f"{self.root}: the data files name task_index {int(used.max())}, but meta/tasks.parquet "
+                             f"has {len(self.tasks)} tasks")
 
     def _check_episode_rows(self) -> None:
         """Each episode of meta/episodes is exactly the data rows [start, start + length): chunks and future frames
