@@ -179,6 +179,8 @@ BROKEN_METADATA = {
                                 r"meta/tasks.parquet's task_index must run 0\.\.\d+, got \["),
     "a frame of an unknown task": (lambda root: edit_parquet(data_file(root), "task_index", 3, 9),
                                    r"the data files name task_index 9, but meta/tasks.parquet has \d+ tasks"),
+    "a dropped frame": (lambda root: edit_parquet(data_file(root), "timestamp", 5, 0.6),
+                        r"episode 0's frame 5 has timestamp 0.6000 s in the data files, expected 0.5000 s at 10 fps"),
     "NaN action": (lambda root: edit_parquet(data_file(root), "action", 15, [0.0, float("nan"), 0.0, 0.0]),
                    r"feature 'action' has NaN or infinite values, first at frame 15 \(episode 1\)"),
     "infinite state": (lambda root: edit_parquet(data_file(root), "observation.state", 3, [float("inf")] * 4),

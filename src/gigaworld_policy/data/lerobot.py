@@ -341,6 +341,7 @@ class LeRobotDataset:
         self.stats = read_stats(self.root)
         self._load_data()
         self._video_segments = {key: self._segments(key) for key in self.video_keys}
+        self._check_timestamps()
         self._decoder = VideoDecoder()
 
     def camera_key(self, camera: str) -> str:
@@ -465,6 +466,19 @@ class LeRobotDataset:
         if unknown:
             raise ValueError(f"{self.root}: the data files hold episodes {unknown[:5]} that meta/episodes does not "
                              "list")
+
+    def _check_timestamps(self) -> None:
+        """Frames are read by position, at frame / fps: a dropped or repeated frame would shift every later image
+        against its state and action (LeRobot checks the same on load)."""
+        timestamps = self.columns.get("timestamp")
+        for episode in self.episodes if timestamps is not None else ():
+            stored = timestamps[episode.start : episode.start + episode.length].reshape(-1)
+            off = np.flatnonzero(np.abs(stored - np.arange(episode.length) / self.fps) >= 0.5 / self.fps)
+            if len(off):
+                frame = int(off[0])
+                raise ValueError(f"{self.root}: episode {episode.index}'s frame {frame} has timestamp "
+                                 f"{stored[frame]:.4f} s in the data files, expected {frame / self.fps:.4f} s at "
+                                 f"{self.fps:g} fps (a dropped or repeated frame?)")
 
     def _image_bytes(self, key: str, column: pa.Array) -> pa.Array:
         """The encoded images of an image feature: LeRobot stores them as {bytes, path} structs."""
